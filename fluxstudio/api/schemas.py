@@ -1,0 +1,75 @@
+"""Request and envelope bodies of the REST API that are not product objects.
+
+The product objects themselves (Project, Asset, Job, ...) are `fluxstudio.studio.models`, shared with
+MCP and the CLI; what is here only makes sense over HTTP: create requests, list envelopes, the upload
+answer, the problem document. Every one of them is both what a handler validates or sends and what
+`openapi.py` describes, so the description cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fluxstudio.studio.models import Asset, Job, Project
+
+NAME_MAX = 200
+FILENAME_MAX = 255
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+
+
+class ProjectList(BaseModel):
+    items: list[Project]
+
+
+class AssetList(BaseModel):
+    items: list[Asset]
+
+
+class JobList(BaseModel):
+    items: list[Job]
+
+
+class UploadResult(BaseModel):
+    """The answer to an upload: the asset, and its job when `transcode=true` was asked for."""
+
+    asset: Asset
+    job: Job | None = None
+
+
+class UploadCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=FILENAME_MAX)
+    transcode: bool = False
+
+
+class UploadTicket(BaseModel):
+    """A one-use capability URL: `PUT` the raw bytes to `upload_url`, no Authorization header needed."""
+
+    id: str
+    upload_url: str
+    expires_at: datetime
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error of this API is answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    component: str
+    version: str

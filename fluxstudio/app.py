@@ -1,0 +1,78 @@
+"""The app factory: one Starlette app serving `/api/v1`, `/healthz`, `/readyz`, `/metrics`,
+`/openapi.json` and `/media`, with mount points for `/collab` (issue 4) and `/mcp` (issue 5).
+
+    app = create_app(settings)                               # what `fluxstudio serve` runs
+    app = create_app(settings, mounts={"/collab": collab},   # later surfaces plug in here ...
+                     lifespans=[collab_server.running])      # ... and their lifespans here
+
+Starlette does not run a mounted app's lifespan, so a surface that needs one (a collab server's
+background tasks, the MCP session manager) passes it in `lifespans`: each is entered after the platform
+(pool, Redis, storage, tools) is open and exited, in reverse, before it closes. Settings come in as an
+argument: the factory reads no environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp
+
+from fluxstudio import __version__
+from fluxstudio.api.middleware import RequestContext
+from fluxstudio.api.openapi import build_openapi
+from fluxstudio.api.platform import Platform, open_platform
+from fluxstudio.api.problems import EXCEPTION_HANDLERS
+from fluxstudio.api.routes import API_OPERATIONS, SERVICE_OPERATIONS
+from fluxstudio.api.routing import build_routes
+from fluxstudio.collab import collab_surface
+from fluxstudio.config import Settings
+from fluxstudio.mcp import mcp_surface
+
+SurfaceLifespan = Callable[[Platform], AbstractAsyncContextManager[object]]
+Surface = Callable[[Settings], tuple[Sequence[BaseRoute], Sequence[SurfaceLifespan]]]
+
+#: Surfaces every app serves beside the REST API: `surface(settings) -> (routes, lifespans)`.
+SURFACES: tuple[Surface, ...] = (mcp_surface, collab_surface)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    mounts: Mapping[str, ASGIApp] | None = None,
+    lifespans: Sequence[SurfaceLifespan] = (),
+    surfaces: Sequence[Surface] | None = None,
+) -> Starlette:
+    """The API as an ASGI app. Nothing connects until the server runs its lifespan."""
+    platform = Platform(settings)
+    surface_routes: list[BaseRoute] = []
+    lifespans = [*lifespans]
+    for surface in SURFACES if surfaces is None else surfaces:
+        extra_routes, extra_lifespans = surface(settings)
+        surface_routes += extra_routes
+        lifespans += extra_lifespans
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_platform(platform), contextlib.AsyncExitStack() as surfaces:
+            for surface in lifespans:
+                await surfaces.enter_async_context(surface(platform))
+            yield
+
+    routes: list[BaseRoute] = [*build_routes(API_OPERATIONS), *build_routes(SERVICE_OPERATIONS)]
+    routes += surface_routes
+    for path, mounted in (mounts or {}).items():
+        routes.append(Mount(path, app=mounted))
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestContext, metrics=platform.metrics)],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    app.state.openapi = build_openapi(API_OPERATIONS, version=__version__)
+    return app

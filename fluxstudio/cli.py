@@ -1,0 +1,257 @@
+"""The `fluxstudio` command: a thin layer that reads settings once, sets up logging and calls the product.
+
+Each subcommand names the component whose settings it validates; a missing or malformed setting stops the
+command with exit status 2 before anything connects. Only a command's result goes to stdout (so
+`TOKEN=$(fluxstudio tokens create ci)` works); logs, progress bars and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fluxstudio import __version__
+from fluxstudio.config import Settings, SettingsError, load_settings
+from fluxstudio.errors import FluxError, Invalid, MediaError, NotFound
+from fluxstudio.log import configure_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_NOT_YET = 0, 1, 2, 3
+
+
+def _settings_for(command: str, component: str) -> Settings:
+    """Load settings or stop the process with one line per problem and exit status 2."""
+    try:
+        settings = load_settings(component)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"fluxstudio {command}: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_SETTINGS) from None
+    # Library log lines carry component "cli" for one-shot commands, the process's role for servers.
+    configure_logging(
+        "cli" if component not in ("api", "worker") else component,
+        fmt=settings.log_format,
+        level=settings.log_level,
+    )
+    return settings
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_transcode(args: argparse.Namespace) -> int:
+    settings = _settings_for("transcode", "transcode")
+    from fluxstudio.commands.transcode import transcode_file
+
+    return _run(
+        transcode_file(
+            settings,
+            args.input,
+            args.output,
+            renditions=args.renditions,
+            segment_seconds=args.segment_seconds,
+            segment_format=args.segment_format,
+        )
+    )
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    settings = _settings_for("sample", "transcode")
+    from fluxstudio.commands.sample import make_sample
+
+    return _run(make_sample(settings, args.output, seconds=args.seconds, size=args.size, fps=args.fps))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings_for("migrate", "migrate")
+    from fluxstudio.db.migrations import upgrade
+
+    assert settings.database_url is not None
+    revision = upgrade(settings.database_url.get())
+    print(f"database at revision {revision}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    settings = _settings_for(f"tokens {args.tokens_command}", "tokens")
+    from fluxstudio.commands import tokens
+
+    handler = {"create": tokens.create, "list": tokens.list_, "revoke": tokens.revoke}[args.tokens_command]
+    return _run(handler(settings, args))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = _settings_for("up", "up")
+    from fluxstudio.commands.up import UpOptions, run_up
+
+    port = args.port or int(os.environ.get("PORT") or 8000)
+    return run_up(settings, UpOptions(host=args.host, port=port, workers=args.workers, demo=args.demo))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings_for("serve", "api")
+    from fluxstudio.commands.serve import serve
+
+    return serve(settings, host=args.host, port=args.port or int(os.environ.get("PORT") or 8000))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    if args.check:
+        # A liveness probe: only FLUXSTUDIO_HOME matters, nothing connects, nothing but the answer prints.
+        from fluxstudio.heartbeat import check_local
+
+        alive, line = check_local(_settings_for("worker --check", "transcode").home)
+        print(line, file=sys.stdout if alive else sys.stderr)
+        return EXIT_OK if alive else EXIT_FAILED
+    settings = _settings_for("worker", "worker")
+    # The CLI is an entrypoint like workers/ itself; library code never imports workers/.
+    from workers import run_worker
+
+    run_worker(
+        settings,
+        burst=args.burst,
+        concurrency=args.concurrency,
+        grace_s=args.grace,
+        health_port=args.health_port,
+    )
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from fluxstudio.commands.doctor import doctor
+
+    return doctor(component=args.component, as_json=args.json)
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    settings = _settings_for("upload", "upload")
+    from fluxstudio.commands.upload import upload_file
+
+    return _run(
+        upload_file(
+            settings, args.file, project=args.project, wait=args.wait, server=args.server, token=args.token
+        )
+    )
+
+
+def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
+    def handler(_: argparse.Namespace) -> int:
+        print(
+            f"fluxstudio {name}: not built yet in this version (see the open issues); nothing was done",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_YET
+
+    return handler
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fluxstudio", description="Uploads to adaptive HLS, for people and agents."
+    )
+    parser.add_argument("--version", action="version", version=f"fluxstudio {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("transcode", help="turn one local file into an HLS ladder (no services needed)")
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="a new or empty folder")
+    p.add_argument("--renditions", help="comma-separated, e.g. 720p,480p (default 1080p,720p,480p,360p)")
+    p.add_argument("--segment-seconds", type=int, default=4, help="2 to 10 (default 4)")
+    p.add_argument("--segment-format", choices=("fmp4", "ts"), default="fmp4")
+    p.set_defaults(handler=cmd_transcode)
+
+    p = sub.add_parser("sample", help="generate a test clip (test pattern + tone) to try the pipeline on")
+    p.add_argument("output", metavar="FILE", help="e.g. sample.mp4")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT (default 1920x1080)")
+    p.add_argument("--fps", type=int, default=30)
+    p.set_defaults(handler=cmd_sample)
+
+    p = sub.add_parser("migrate", help="upgrade the database schema to head (safe to run concurrently)")
+    p.set_defaults(handler=cmd_migrate)
+
+    p = sub.add_parser("tokens", help="create, list and revoke API tokens")
+    tokens_sub = p.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    t = tokens_sub.add_parser("create", help="print a new token on stdout (shown once)")
+    t.add_argument("name")
+    t.add_argument("--user", metavar="EMAIL", help="owner; created on first use (default: the local user)")
+    t = tokens_sub.add_parser("list", help="list tokens (never their values)")
+    t.add_argument("--user", metavar="EMAIL")
+    t.add_argument("--json", action="store_true")
+    t = tokens_sub.add_parser("revoke", help="revoke a token by id")
+    t.add_argument("id")
+    p.set_defaults(handler=cmd_tokens)
+
+    p = sub.add_parser("up", help="the whole platform on one machine, embedded services where none are set")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default $PORT or 8000")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--demo", action="store_true", help="also upload and transcode a generated sample clip")
+    p.set_defaults(handler=cmd_up)
+
+    p = sub.add_parser("serve", help="the API process (REST, /collab, /mcp, /media)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=None, help="default $PORT or 8000")
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("worker", help="one transcode worker process")
+    p.add_argument("--concurrency", type=int, default=None, help="jobs at once (default WORKER_CONCURRENCY)")
+    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds running jobs may finish after SIGTERM before they are handed back",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="liveness probe: exit 0 if a worker on this machine beat its heartbeat in the last 60 s",
+    )
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also serve GET /healthz (the --check answer) and /metrics on this port",
+    )
+    p.set_defaults(handler=cmd_worker)
+
+    p = sub.add_parser("upload", help="upload a file to a running server and start a transcode")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--project", default="uploads", help="project name; created if missing")
+    p.add_argument("--wait", action="store_true", help="follow the transcode and print the playback URL")
+    p.add_argument("--server", help="default $FLUXSTUDIO_SERVER or the URL `up` saved")
+    p.add_argument("--token", help="default $FLUXSTUDIO_TOKEN or the token `up` saved")
+    p.set_defaults(handler=cmd_upload)
+
+    p = sub.add_parser("doctor", help="check a deployment end to end, one line per check (exit 1 on FAIL)")
+    p.add_argument("--json", action="store_true", help="one JSON document instead of lines")
+    p.add_argument(
+        "--component",
+        choices=("api", "worker"),
+        default=None,
+        help="check the settings of this component only (default: what both need)",
+    )
+    p.set_defaults(handler=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except Invalid as exc:
+        print(f"fluxstudio {args.command}: {exc}", file=sys.stderr)
+        return EXIT_SETTINGS
+    except (NotFound, MediaError, FluxError) as exc:
+        print(f"fluxstudio {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,188 @@
+"""`fluxstudio upload FILE`: a client of a running server. Streams the file, starts a transcode, and with
+`--wait` follows the job's event stream with a progress bar and prints the playback URL on stdout.
+
+`fluxstudio up` saves its URL and development token in FLUXSTUDIO_HOME/dev.json, so on the machine that runs
+`up` no flags are needed; elsewhere use --server/--token or FLUXSTUDIO_SERVER/FLUXSTUDIO_TOKEN.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from fluxstudio.config import Settings, read_environment
+from fluxstudio.errors import FluxError, Invalid
+
+CHUNK = 1024 * 1024
+
+
+class ApiError(FluxError):
+    """The server answered with a problem document."""
+
+
+class FluxClient:
+    """The few calls the CLI makes, over one HTTP connection pool."""
+
+    def __init__(self, server: str, token: str) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=server.rstrip("/") + "/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(30.0, read=None),
+        )
+
+    async def __aenter__(self) -> FluxClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.http.aclose()
+
+    async def _json(self, response: httpx.Response) -> Any:
+        if response.is_error:
+            await response.aread()
+            try:
+                problem = response.json()
+                detail = problem.get("detail") or problem.get("title")
+            except ValueError:
+                detail = response.text[:200]
+            raise ApiError(
+                f"{response.request.method} {response.request.url.path}: {response.status_code} {detail}"
+            )
+        return response.json()
+
+    async def ensure_project(self, name: str) -> dict[str, Any]:
+        items = (await self._json(await self.http.get("/projects")))["items"]
+        for project in items:
+            if project["name"] == name:
+                return project
+        return await self._json(await self.http.post("/projects", json={"name": name}))
+
+    async def upload(
+        self, project_id: str, path: Path, *, transcode: bool, on_bytes: Callable[[int], None]
+    ) -> dict[str, Any]:
+        async def body() -> AsyncIterator[bytes]:
+            with path.open("rb") as source:
+                while chunk := source.read(CHUNK):
+                    on_bytes(len(chunk))
+                    yield chunk
+
+        response = await self.http.post(
+            f"/projects/{project_id}/assets",
+            params={"filename": path.name, "transcode": "true" if transcode else "false"},
+            content=body(),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)},
+        )
+        return await self._json(response)
+
+    async def follow(self, job_id: str, on_progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Follow the job's events until `end`; returns the finished job."""
+        async with aconnect_sse(self.http, "GET", f"/jobs/{job_id}/events") as source:
+            if source.response.is_error:
+                await self._json(source.response)
+            async for event in source.aiter_sse():
+                data = event.json()
+                if event.event == "progress":
+                    on_progress(data)
+                elif event.event == "end":
+                    return data
+        return await self._json(await self.http.get(f"/jobs/{job_id}"))
+
+    async def asset(self, asset_id: str) -> dict[str, Any]:
+        return await self._json(await self.http.get(f"/assets/{asset_id}"))
+
+
+def connection(settings: Settings, server: str | None, token: str | None) -> tuple[str, str]:
+    """Server and token from the flags, else FLUXSTUDIO_SERVER/FLUXSTUDIO_TOKEN, else `up`'s dev.json."""
+    env = read_environment()
+    saved: dict[str, str] = {}
+    dev = settings.home / "dev.json"
+    if dev.is_file():
+        saved = json.loads(dev.read_text())
+    server = server or env.get("FLUXSTUDIO_SERVER") or saved.get("url")
+    token = token or env.get("FLUXSTUDIO_TOKEN") or saved.get("token")
+    if not server or not token:
+        raise Invalid(
+            "no server to talk to: pass --server URL --token T (or set FLUXSTUDIO_SERVER and "
+            "FLUXSTUDIO_TOKEN), or run `fluxstudio up` on this machine first"
+        )
+    return server, token
+
+
+async def upload_and_follow(
+    client: FluxClient, path: Path, *, project: str, wait: bool, console: Console
+) -> dict[str, Any]:
+    """Upload with a byte progress bar, then (with wait) follow the transcode with a second bar."""
+    project_row = await client.ensure_project(project)
+    columns = (
+        TextColumn("uploading"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("upload", total=path.stat().st_size)
+        created = await client.upload(
+            project_row["id"], path, transcode=True, on_bytes=lambda n: bar.advance(task, n)
+        )
+    job = created["job"]
+    console.print(f"asset {created['asset']['id']}, job {job['id']} {job['status']}")
+    if not wait:
+        return created
+    columns = (
+        TextColumn("transcoding"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[speed]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("transcode", total=1.0, speed="")
+
+        def show(event: dict[str, Any]) -> None:
+            speed = f"{event['speed']:.2f}x" if event.get("speed") else ""
+            bar.update(task, completed=event["progress"], speed=speed)
+
+        job = await client.follow(job["id"], show)
+        if job["status"] == "succeeded":
+            bar.update(task, completed=1.0)
+    created["job"] = job
+    created["asset"] = await client.asset(created["asset"]["id"])
+    return created
+
+
+async def upload_file(
+    settings: Settings, file: str, *, project: str, wait: bool, server: str | None, token: str | None
+) -> int:
+    path = Path(file)
+    if not path.is_file():
+        raise Invalid(f"{file} is not a file")
+    server, token = connection(settings, server, token)
+    console = Console(file=sys.stderr)
+    async with FluxClient(server, token) as client:
+        result = await upload_and_follow(client, path, project=project, wait=wait, console=console)
+    job = result["job"]
+    if not wait:
+        print(job["id"])
+        return 0
+    if job["status"] != "succeeded":
+        error = (job.get("error") or {}).get("message", "")
+        console.print(f"job {job['id']} {job['status']}: {error}")
+        return 1
+    print(result["asset"]["playback_url"])
+    return 0

@@ -1,0 +1,366 @@
+"""Settings: read once at an entrypoint from the environment (and `.env`) into a frozen object.
+
+Every component declares the variables it needs. `load_settings` checks all of them before anything
+connects and reports every problem at once, one line each, naming the variable, the component, what is
+wrong and an example of a good value. A value is never echoed: URLs carry passwords, and a message that
+quotes a malformed secret leaks it. Library modules take a `Settings` and never read the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+from dotenv import dotenv_values
+
+Component = Literal["api", "worker", "migrate", "tokens", "doctor", "transcode", "up", "upload"]
+
+#: What each component cannot start without. Everything else has a default.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "api": ("DATABASE_URL", "REDIS_URL"),
+    "worker": ("DATABASE_URL", "REDIS_URL"),
+    "migrate": ("DATABASE_URL",),
+    "tokens": ("DATABASE_URL",),
+    "doctor": ("DATABASE_URL", "REDIS_URL"),
+    "transcode": (),
+    "up": (),
+    "upload": (),
+}
+
+#: Components that read or write media objects, so S3 credentials matter to them.
+USES_STORAGE = {"api", "worker", "doctor"}
+
+EXAMPLES = {
+    "DATABASE_URL": "postgresql://fluxstudio:password@db.example.com:5432/fluxstudio?sslmode=require",
+    "REDIS_URL": "redis://default:password@redis.example.com:6379/0",
+    "STORAGE_URL": "s3://my-bucket/media or file:///var/lib/fluxstudio/media",
+    "S3_ENDPOINT_URL": "https://nyc3.digitaloceanspaces.com",
+    "S3_REGION": "nyc3",
+    "S3_ADDRESSING_STYLE": "auto, path or virtual",
+    "PUBLIC_MEDIA_URL": "https://media.example.com",
+    "MAX_UPLOAD_BYTES": "5368709120 or 5GiB",
+    "WORKER_CONCURRENCY": "1",
+    "FFMPEG_THREADS": "0 (ffmpeg decides)",
+    "FFMPEG_PRESET": "veryfast",
+    "JOB_TIMEOUT_SECONDS": "7200",
+    "JOB_MAX_ATTEMPTS": "3",
+    "LOG_FORMAT": "json or console",
+    "LOG_LEVEL": "info",
+    "FFMPEG_PATH": "/usr/bin/ffmpeg",
+    "FFPROBE_PATH": "/usr/bin/ffprobe",
+    "SPACES_ACCESS_KEY": "the access key id of a Spaces key",
+    "SPACES_SECRET_KEY": "the secret of the same Spaces key",
+}
+
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_SIZE = re.compile(r"^\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+class Secret:
+    """A value that must never reach a log line, an error message or a traceback's locals repr."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Problem:
+    variable: str
+    component: str
+    message: str
+
+    def __str__(self) -> str:
+        example = EXAMPLES.get(self.variable)
+        hint = f"; for example {self.variable}={example}" if example else ""
+        return f"{self.variable} (needed by {self.component}): {self.message}{hint}"
+
+
+class SettingsError(Exception):
+    """Every problem found in the settings, so one failed start shows them all."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    bucket: str
+    prefix: str
+    endpoint_url: str | None
+    region: str | None
+    access_key: Secret | None
+    secret_key: Secret | None
+    addressing_style: Literal["auto", "path", "virtual"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    component: str
+    database_url: Secret | None
+    redis_url: Secret | None
+    storage_url: str
+    s3: S3Settings | None
+    public_media_url: str | None
+    mcp_auth_token: Secret | None
+    max_upload_bytes: int
+    worker_concurrency: int
+    ffmpeg_threads: int
+    ffmpeg_preset: str
+    job_timeout_seconds: int
+    job_max_attempts: int
+    ffmpeg_path: str | None
+    ffprobe_path: str | None
+    log_format: Literal["json", "console"]
+    log_level: str
+    home: Path
+    #: Variables that were set, by name only; `doctor` reports on them without values.
+    present: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def media_dir(self) -> Path | None:
+        """The local storage folder, or None when storage is S3."""
+        if self.storage_url.startswith("file://"):
+            return Path(urlsplit(self.storage_url).path)
+        return None
+
+
+def read_environment(env_file: Path | None = Path(".env")) -> dict[str, str]:
+    """The process environment over the `.env` file: a variable set in the environment always wins."""
+    merged: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
+def load_settings(component: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Validate every variable `component` uses and return them frozen, or raise SettingsError."""
+    env = read_environment() if environ is None else dict(environ)
+    reader = _Reader(env, component)
+    for name in REQUIRED[component]:
+        reader.require(name)
+
+    home = Path(env.get("FLUXSTUDIO_HOME") or ".fluxstudio").expanduser().resolve()
+    storage_url = reader.get("STORAGE_URL", _check_storage_url) or (home / "media").as_uri()
+    settings = Settings(
+        component=component,
+        database_url=reader.secret("DATABASE_URL", _check_database_url),
+        redis_url=reader.secret("REDIS_URL", _check_redis_url),
+        storage_url=storage_url,
+        s3=_s3_settings(reader, storage_url),
+        public_media_url=reader.get("PUBLIC_MEDIA_URL", _check_http_url),
+        mcp_auth_token=reader.secret("MCP_AUTH_TOKEN", _check_token),
+        max_upload_bytes=reader.number("MAX_UPLOAD_BYTES", 5 * 1024**3, 1, 2**50, parse=_parse_size),
+        worker_concurrency=reader.number("WORKER_CONCURRENCY", 1, 1, 64),
+        ffmpeg_threads=reader.number("FFMPEG_THREADS", 0, 0, 64),
+        ffmpeg_preset=reader.choice("FFMPEG_PRESET", X264_PRESETS, "veryfast"),
+        job_timeout_seconds=reader.number("JOB_TIMEOUT_SECONDS", 7200, 10, 7 * 86400),
+        job_max_attempts=reader.number("JOB_MAX_ATTEMPTS", 3, 1, 100),
+        ffmpeg_path=reader.get("FFMPEG_PATH", _check_executable),
+        ffprobe_path=reader.get("FFPROBE_PATH", _check_executable),
+        log_format=reader.choice("LOG_FORMAT", ("json", "console"), "console"),  # type: ignore[arg-type]
+        log_level=reader.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
+        home=home,
+        present=frozenset(k for k in _KNOWN if env.get(k)),
+    )
+    if reader.problems:
+        raise SettingsError(reader.problems)
+    return settings
+
+
+_KNOWN = (*EXAMPLES, "MCP_AUTH_TOKEN", "FLUXSTUDIO_HOME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+class _Reader:
+    """Collects problems instead of raising, so that one start reports all of them."""
+
+    def __init__(self, env: Mapping[str, str], component: str) -> None:
+        self.env = env
+        self.component = component
+        self.problems: list[Problem] = []
+
+    def problem(self, variable: str, message: str) -> None:
+        self.problems.append(Problem(variable, self.component, message))
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def require(self, name: str) -> None:
+        if name not in self.env:
+            self.problem(name, "is not set")
+        elif not self.env[name].strip():
+            self.problem(name, "is set but empty (a deploy tool may have replaced an unset ${VAR} with '')")
+
+    def get(self, name: str, check: Callable[[str], str | None]) -> str | None:
+        value = self.raw(name)
+        if value is not None and (error := check(value)):
+            self.problem(name, error)
+        return value
+
+    def secret(self, name: str, check: Callable[[str], str | None]) -> Secret | None:
+        value = self.get(name, check)
+        return None if value is None else Secret(value)
+
+    def number(self, name: str, default: int, low: int, high: int, parse: Callable[[str], int] = int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = parse(value)
+        except ValueError:
+            self.problem(name, "is not a whole number")
+            return default
+        if not low <= number <= high:
+            self.problem(name, f"must be between {low} and {high}")
+            return default
+        return number
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() not in allowed:
+            self.problem(name, f"must be one of {', '.join(allowed)}")
+            return default
+        return value.lower()
+
+
+def _s3_settings(reader: _Reader, storage_url: str) -> S3Settings | None:
+    endpoint_url = reader.get("S3_ENDPOINT_URL", _check_http_url)
+    addressing_style = reader.choice("S3_ADDRESSING_STYLE", ("auto", "path", "virtual"), "auto")
+    if not storage_url.startswith("s3://"):
+        return None
+    parts = urlsplit(storage_url)
+    access = reader.raw("SPACES_ACCESS_KEY") or reader.raw("AWS_ACCESS_KEY_ID")
+    secret = reader.raw("SPACES_SECRET_KEY") or reader.raw("AWS_SECRET_ACCESS_KEY")
+    if reader.component in USES_STORAGE and bool(access) != bool(secret):
+        missing = "SPACES_SECRET_KEY" if access else "SPACES_ACCESS_KEY"
+        reader.problem(missing, "is not set, but its pair is: S3 needs both the access key and the secret")
+    return S3Settings(
+        bucket=parts.netloc,
+        prefix=parts.path.strip("/"),
+        endpoint_url=endpoint_url,
+        region=reader.raw("S3_REGION"),
+        access_key=Secret(access) if access else None,
+        secret_key=Secret(secret) if secret else None,
+        addressing_style=addressing_style,  # type: ignore[arg-type]
+    )
+
+
+def _parse_size(text: str) -> int:
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(text)
+    unit = match.group(2).lower()[:1]
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def _url_problem(value: str, schemes: tuple[str, ...]) -> tuple[str | None, object]:
+    """Split a URL, returning (problem, parts). Messages never quote the value."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return "is not a valid URL (bad port or brackets)", None
+    if parts.scheme not in schemes:
+        shown = parts.scheme + "://" if parts.scheme else "no scheme"
+        if len(parts.scheme) > 20 or not parts.scheme.isascii():
+            shown = "an unknown scheme"
+        return f"must start with {' or '.join(s + '://' for s in schemes)} (found {shown})", None
+    return None, parts
+
+
+def _check_database_url(value: str) -> str | None:
+    error, parts = _url_problem(value, ("postgresql", "postgres"))
+    if error:
+        return error
+    query = parse_qs(parts.query)  # type: ignore[attr-defined]
+    if not parts.hostname and "host" not in query:  # type: ignore[attr-defined]
+        return "has no host"
+    if not parts.path.strip("/"):  # type: ignore[attr-defined]
+        return "has no database name after the host"
+    sslmode = query.get("sslmode", [None])[0]
+    if sslmode is not None and sslmode not in SSL_MODES:
+        return f"has an unknown sslmode (use one of {', '.join(SSL_MODES)})"
+    return None
+
+
+def _check_redis_url(value: str) -> str | None:
+    error, parts = _url_problem(value, ("redis", "rediss", "unix"))
+    if error:
+        return error
+    if parts.scheme == "unix":  # type: ignore[attr-defined]
+        return None if parts.path.startswith("/") else "unix:// needs an absolute socket path"  # type: ignore[attr-defined]
+    if not parts.hostname:  # type: ignore[attr-defined]
+        return "has no host"
+    db = parts.path.strip("/")  # type: ignore[attr-defined]
+    if db and not db.isdigit():
+        return "has a database number that is not a number (the path must be /0, /1, ...)"
+    return None
+
+
+def _check_storage_url(value: str) -> str | None:
+    error, parts = _url_problem(value, ("file", "s3"))
+    if error:
+        return error
+    if parts.scheme == "file":  # type: ignore[attr-defined]
+        if parts.netloc not in ("", "localhost"):  # type: ignore[attr-defined]
+            return "file:// takes an absolute path and no host: file:///abs/path (three slashes)"
+        return None if parts.path.startswith("/") else "file:// needs an absolute path"  # type: ignore[attr-defined]
+    if not _BUCKET.match(parts.netloc):  # type: ignore[attr-defined]
+        return "s3:// needs a bucket name of 3-63 lowercase letters, digits, dots or hyphens"
+    return None
+
+
+def _check_http_url(value: str) -> str | None:
+    error, parts = _url_problem(value, ("https", "http"))
+    if error:
+        return error
+    return None if parts.hostname else "has no host"  # type: ignore[attr-defined]
+
+
+def _check_token(value: str) -> str | None:
+    return None if len(value) >= 16 else "is too short: use at least 16 random characters"
+
+
+def _check_executable(value: str) -> str | None:
+    path = Path(value)
+    if not path.is_file():
+        return "names no file"
+    return None if os.access(path, os.X_OK) else "names a file that is not executable"

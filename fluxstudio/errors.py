@@ -1,0 +1,84 @@
+"""The product's error tree. HTTP status codes live only in the API's error mapping, never here.
+
+    FluxError
+    ├── NotFound        the object does not exist, or belongs to someone else
+    ├── Conflict        the object is in a state that forbids the operation
+    ├── Invalid         the caller's input is wrong; retrying the same input cannot help
+    │   ├── EmptyUpload     an upload with no bytes
+    │   └── TooLarge        an upload over the configured limit
+    ├── Gone            a one-use capability that was used or has expired
+    ├── Unavailable     a dependency (PostgreSQL, Redis, storage) failed; retrying may help
+    └── MediaError      ffmpeg could not do the work; carries its exit code and stderr tail
+        └── UnreadableMedia   the input is not audio or video we accept: fail, never retry
+
+Foreign exceptions are translated once, at the boundary that calls the library, with `raise ... from exc`.
+"""
+
+from __future__ import annotations
+
+
+class FluxError(Exception):
+    """Base of every error FluxStudio raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(FluxError):
+    code = "not_found"
+
+
+class Conflict(FluxError):
+    code = "conflict"
+
+
+class Invalid(FluxError):
+    code = "invalid"
+
+
+class EmptyUpload(Invalid):
+    code = "empty_upload"
+
+
+class TooLarge(Invalid):
+    code = "too_large"
+
+
+class Gone(FluxError):
+    code = "gone"
+
+
+class Unavailable(FluxError):
+    """A dependency failed in a way that a later attempt may not see again."""
+
+    code = "unavailable"
+
+
+class MediaError(FluxError):
+    """ffmpeg failed or produced something we cannot publish.
+
+    `retryable` is False when the input itself is at fault, so a worker fails the job at once.
+    """
+
+    code = "media_error"
+    retryable = True
+
+    def __init__(self, message: str, *, exit_code: int | None = None, stderr_tail: str = "") -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+
+    def __str__(self) -> str:
+        if self.exit_code is None:
+            return self.message
+        return f"{self.message} (ffmpeg exit code {self.exit_code})"
+
+
+class UnreadableMedia(MediaError):
+    """The input is not audio or video that we accept (wrong format, corrupt, hostile, a bomb)."""
+
+    code = "unreadable_media"
+    retryable = False

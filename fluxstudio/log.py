@@ -1,0 +1,123 @@
+"""Logging: structlog configured once per process by its entrypoint, every line labelled with `component`.
+
+The standard library's loggers (uvicorn, arq, asyncpg, botocore) go through the same processor chain, so a
+JSON line from uvicorn looks like one of ours and carries the same `component`. Secrets are redacted in
+one processor at the end of the chain: keys that name a secret, credentials inside URLs, and token-like
+query parameters, whoever logged them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+COMPONENTS = ("api", "worker", "collab", "mcp", "cli")
+
+_SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|api_?key|credential|cookie", re.I)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@", re.I)
+_QUERY_SECRETS = re.compile(
+    r"(?P<key>[?&](?:token|access_token|signature|x-amz-signature|x-amz-credential|sig|key)=)[^&\s\"']+", re.I
+)
+REDACTED = "[redacted]"
+
+#: Libraries whose records we route through our chain, with the level below which they stay quiet.
+_LIBRARY_LEVELS = {
+    "uvicorn": logging.INFO,
+    "uvicorn.access": logging.WARNING,
+    "arq": logging.INFO,
+    "asyncpg": logging.WARNING,
+    "botocore": logging.WARNING,
+    "aiobotocore": logging.WARNING,
+    "alembic": logging.INFO,
+    "alembic.runtime.plugins": logging.WARNING,
+    "httpx": logging.WARNING,
+    "mcp": logging.INFO,
+    "mcp.server.streamable_http": logging.WARNING,  # stateless: "Terminating session: None" per request
+    "pycrdt": logging.WARNING,
+}
+
+
+def redact_text(text: str) -> str:
+    """Mask a password inside a URL and token-like query parameters; leave everything else readable."""
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    return _QUERY_SECRETS.sub(lambda m: f"{m['key']}{REDACTED}", text)
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if _SECRET_KEYS.search(key) and value not in (None, "", False, True):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_value(key, v) for v in value)
+    return value
+
+
+def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: the last line of defence against a secret in a log line."""
+    for key, value in list(event_dict.items()):
+        event_dict[key] = _redact_value(key, value)
+    return event_dict
+
+
+def _default_component(component: str) -> structlog.types.Processor:
+    def add_component(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        event_dict.setdefault("component", component)
+        return event_dict
+
+    return add_component
+
+
+def configure_logging(
+    component: str, *, fmt: str = "console", level: str = "info", stream: TextIO | None = None
+) -> None:
+    """Set up structlog and the stdlib root logger for this process. Call once, from an entrypoint."""
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.ExtraAdder(),
+        _default_component(component),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        shared.append(structlog.processors.format_exc_info)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared[:1], structlog.stdlib.add_logger_name, *shared[1:]],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, renderer],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name, floor in _LIBRARY_LEVELS.items():
+        library = logging.getLogger(name)
+        library.handlers[:] = []
+        library.propagate = True
+        library.setLevel(max(floor, root.level))
+
+
+def get_logger(component: str | None = None, **context: Any) -> structlog.stdlib.BoundLogger:
+    """A logger; pass `component` where a surface in a shared process speaks (collab, mcp)."""
+    logger = structlog.stdlib.get_logger("fluxstudio")
+    if component is not None:
+        context["component"] = component
+    return logger.bind(**context) if context else logger

@@ -1,0 +1,75 @@
+"""Turn `-progress pipe:1` blocks into Progress events that never go backwards.
+
+ffmpeg 9.0.2 can report `out_time` going backwards or `N/A` mid-run, and a job stopped by a signal still
+prints `progress=end`, so the fraction is clamped, monotonic and held below 1.0: only the caller, once
+ffmpeg exited 0 and the output was verified, reports 1.0.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+_HOLD_BELOW = 0.999
+
+
+@dataclass(frozen=True)
+class Progress:
+    progress: float  # 0..1
+    out_time_s: float
+    fps: float | None
+    speed: float | None  # times realtime
+    eta_s: float | None
+
+
+class ProgressReader:
+    """Feed it ffmpeg's progress lines; it returns a Progress at the end of every block."""
+
+    def __init__(self, duration_s: float) -> None:
+        self.duration_s = max(duration_s, 1e-3)
+        self.out_time_s = 0.0
+        self.ended = False
+        self.last_advance = time.monotonic()  # for the watchdog
+        self.last: Progress = Progress(0.0, 0.0, None, None, None)
+        self._block: dict[str, str] = {}
+
+    def feed(self, line: str) -> Progress | None:
+        key, sep, value = line.partition("=")
+        if not sep:
+            return None
+        if key != "progress":
+            self._block[key.strip()] = value.strip()
+            return None
+        block, self._block = self._block, {}
+        self.ended = self.ended or value.strip() == "end"
+        out_time = _out_time(block)
+        if out_time is not None and out_time > self.out_time_s:
+            self.out_time_s = out_time
+            self.last_advance = time.monotonic()
+        speed = _float(block.get("speed", "").rstrip("x"))
+        fps = _float(block.get("fps", ""))
+        remaining = max(0.0, self.duration_s - self.out_time_s)
+        self.last = Progress(
+            progress=round(min(self.out_time_s / self.duration_s, _HOLD_BELOW), 4),
+            out_time_s=round(self.out_time_s, 3),
+            fps=fps,
+            speed=speed,
+            eta_s=round(remaining / speed, 1) if speed else None,
+        )
+        return self.last
+
+
+def _out_time(block: dict[str, str]) -> float | None:
+    for key in ("out_time_us", "out_time_ms"):  # both are microseconds
+        value = _float(block.get(key, ""))
+        if value is not None and value >= 0:
+            return value / 1e6
+    return None
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value and value not in (float("inf"), float("-inf")) else None

@@ -1,0 +1,103 @@
+"""The product's objects as the outside sees them: REST bodies, MCP structured output, SSE event data.
+
+One set of pydantic models so that REST, MCP and the CLI say the same thing the same way, and the
+OpenAPI description and MCP output schemas come from the same place. Times are RFC 3339 UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AssetStatus = Literal["uploaded", "processing", "ready", "failed"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+SegmentFormat = Literal["fmp4", "ts"]
+
+#: Job statuses from which nothing moves on.
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class Project(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class MediaSummary(BaseModel):
+    """What probing found; width and height are the displayed size (rotation applied)."""
+
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    video_codec: str | None
+    audio_codec: str | None
+    has_video: bool
+    has_audio: bool
+    rotation: int = 0
+
+
+class RenditionOut(BaseModel):
+    name: str
+    width: int | None
+    height: int | None
+    bandwidth: int | None
+    playlist_url: str
+
+
+class Asset(BaseModel):
+    id: str
+    project_id: str
+    filename: str
+    content_type: str | None
+    size_bytes: int
+    status: AssetStatus
+    media: MediaSummary | None
+    renditions: list[RenditionOut] = Field(default_factory=list)
+    playback_url: str | None = None
+    created_at: datetime
+
+
+class JobOptions(BaseModel):
+    """Options of an HLS job; unknown fields are an error (422), not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    renditions: list[str] | None = Field(
+        default=None, description="e.g. ['720p', '480p']; capped at the source"
+    )
+    segment_seconds: int = Field(default=4, ge=2, le=10)
+    segment_format: SegmentFormat = "fmp4"
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class Job(BaseModel):
+    id: str
+    asset_id: str
+    kind: Literal["hls"] = "hls"
+    status: JobStatus
+    progress: float = Field(ge=0, le=1)
+    attempts: int
+    options: JobOptions
+    error: JobError | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class ProgressEvent(BaseModel):
+    """One `event: progress` of the job's event stream."""
+
+    job_id: str
+    status: JobStatus = "running"
+    progress: float
+    fps: float | None = None
+    speed: float | None = None
+    out_time_s: float | None = None
+    eta_s: float | None = None

@@ -1,0 +1,66 @@
+"""Two API processes on one PostgreSQL and Redis serve one room: their clients converge (document and
+awareness), each process stores only its own clients' updates, and no token reaches the logs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import asyncpg
+from pycrdt import Array
+
+from tests.fixtures.platform import ApiServer
+from tests.test_collab import new_owner, stored_items
+from tests.test_collab_support import items, js_client, pycrdt_client, wait_items
+
+
+def ws_url(server: ApiServer) -> str:
+    return server.url.replace("http://", "ws://") + "/collab"
+
+
+async def test_two_processes_converge(
+    start_api: Callable[..., ApiServer], api_env: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    first, second = start_api(api_env), start_api(api_env)
+    ann = await new_owner(pool)
+    # Something stored before anyone else joins, so the second process must load it.
+    async with pycrdt_client(ws_url(first), ann.room, ann.token) as doc:
+        array = doc.get("items", type=Array)
+        for i in range(20):
+            array.append(f"first{i}")
+        # Now clients on both processes at once: JS on each, pycrdt on the second.
+        async with pycrdt_client(ws_url(second), ann.room, ann.token) as other:
+            assert len(await wait_items(other, 20)) == 20  # loaded or caught up from the first process
+            other.get("items", type=Array).append("second0")
+            on_first, on_second = await asyncio.gather(
+                js_client(ws_url(first), ann.room, ann.token, writes=10, prefix="a", expect=41, expectAwareness=2),
+                js_client(ws_url(second), ann.room, ann.token, writes=10, prefix="b", expect=41, expectAwareness=2),
+            )
+            assert sorted(on_first["items"]) == sorted(on_second["items"])
+            assert len(on_first["items"]) == 41
+            assert {"a", "b"} <= set(on_first["awareness"]) and {"a", "b"} <= set(on_second["awareness"])
+            assert sorted(await wait_items(doc, 41)) == sorted(await wait_items(other, 41))
+    # Each process stored its own clients' updates once: together, everything.
+    async with asyncio.timeout(15):
+        while len(await stored_items(pool, ann.room)) < 41:
+            await asyncio.sleep(0.1)
+    assert sorted(await stored_items(pool, ann.room)) == sorted(on_first["items"])
+    for server in (first, second):
+        log = server.log_text()
+        assert ann.token not in log
+        assert any(r.get("component") == "collab" and r.get("event") == "collab_left" for r in server.log_records())
+
+
+async def test_a_restarted_replica_catches_up(
+    start_api: Callable[..., ApiServer], api_env: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    first = start_api(api_env)
+    ann = await new_owner(pool)
+    async with pycrdt_client(ws_url(first), ann.room, ann.token) as doc:
+        array = doc.get("items", type=Array)
+        second = start_api(api_env)
+        for i in range(200):
+            array.append(f"x{i}")
+        # Joined on the second process while the first may not have stored the last edits yet.
+        async with pycrdt_client(ws_url(second), ann.room, ann.token) as other:
+            assert sorted(await wait_items(other, 200)) == sorted(items(doc))

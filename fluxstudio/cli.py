@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from fluxstudio import __version__
@@ -19,7 +19,7 @@ from fluxstudio.config import Settings, SettingsError, load_settings
 from fluxstudio.errors import FluxError, Invalid, MediaError, NotFound
 from fluxstudio.log import configure_logging
 
-EXIT_OK, EXIT_FAILED, EXIT_SETTINGS, EXIT_NOT_YET = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_SETTINGS = 0, 1, 2
 
 
 def _settings_for(command: str, component: str) -> Settings:
@@ -30,9 +30,10 @@ def _settings_for(command: str, component: str) -> Settings:
         for problem in exc.problems:
             print(f"fluxstudio {command}: {problem}", file=sys.stderr)
         raise SystemExit(EXIT_SETTINGS) from None
-    # Library log lines carry component "cli" for one-shot commands, the process's role for servers.
+    # Lines carry the process's role: `up` hosts the API (its workers are processes of their own);
+    # one-shot commands are "cli".
     configure_logging(
-        "cli" if component not in ("api", "worker") else component,
+        {"api": "api", "worker": "worker", "up": "api"}.get(component, "cli"),
         fmt=settings.log_format,
         level=settings.log_level,
     )
@@ -140,17 +141,6 @@ def cmd_upload(args: argparse.Namespace) -> int:
             settings, args.file, project=args.project, wait=args.wait, server=args.server, token=args.token
         )
     )
-
-
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def handler(_: argparse.Namespace) -> int:
-        print(
-            f"fluxstudio {name}: not built yet in this version (see the open issues); nothing was done",
-            file=sys.stderr,
-        )
-        return EXIT_NOT_YET
-
-    return handler
 
 
 def build_parser() -> argparse.ArgumentParser:

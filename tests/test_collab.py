@@ -61,11 +61,15 @@ async def local_api(api_env: dict[str, str]) -> AsyncIterator[LocalApi]:
 
 async def test_close_codes_come_before_any_document_data(local_api: LocalApi, pool: asyncpg.Pool) -> None:
     ann, bob = await new_owner(pool), await new_owner(pool)
-    assert await close_code(local_api.ws_url, ann.room, None) == (4401, [])
-    assert await close_code(local_api.ws_url, ann.room, "fs_not-a-token") == (4401, [])
-    assert await close_code(local_api.ws_url, ann.room, bob.token) == (4403, [])
-    assert await close_code(local_api.ws_url, "project:nope", ann.token) == (4403, [])
-    assert await close_code(local_api.ws_url, "not-a-room", ann.token) == (4403, [])
+    url = local_api.ws_url
+    assert await close_code(url, ann.room, None) == (4401, [])
+    assert await close_code(url, ann.room, "fs_not-a-token") == (4401, [])
+    assert await close_code(url, ann.room, bob.token) == (4403, [])
+    assert await close_code(url, "project:nope", ann.token) == (4403, [])
+    assert await close_code(url, "not-a-room", ann.token) == (4403, [])
+    # The y-websocket provider sees the code too (a close before accepting would be an HTTP 403 to it).
+    assert (await js_client(url, ann.room, "fs_bad"))["closed"] == 4401
+    assert (await js_client(url, ann.room, bob.token))["closed"] == 4403
 
 
 async def test_js_and_pycrdt_clients_converge(local_api: LocalApi, pool: asyncpg.Pool) -> None:
@@ -74,13 +78,13 @@ async def test_js_and_pycrdt_clients_converge(local_api: LocalApi, pool: asyncpg
         array = doc.get("items", type=Array)
         for i in range(5):
             array.append(f"py{i}")
-        first, second = await asyncio.gather(
-            js_client(local_api.ws_url, ann.room, ann.token, writes=5, prefix="a", expect=15, expectAwareness=2),
-            js_client(local_api.ws_url, ann.room, ann.token, writes=5, prefix="b", expect=15, expectAwareness=2),
-        )
+        first, second = await asyncio.gather(*(
+            js_client(local_api.ws_url, ann.room, ann.token, writes=5, prefix=p, expect=15, expectAwareness=2)
+            for p in ("a", "b")
+        ))
         final = await wait_items(doc, 15)
     assert sorted(first["items"]) == sorted(second["items"]) == sorted(final)
-    assert {f"a{i}" for i in range(5)} | {f"b{i}" for i in range(5)} | {f"py{i}" for i in range(5)} == set(final)
+    assert {f"{p}{i}" for p in ("a", "b", "py") for i in range(5)} == set(final)
     assert {"a", "b"} <= set(first["awareness"]) and {"a", "b"} <= set(second["awareness"])
 
 
@@ -105,7 +109,8 @@ async def write_and_leave(api: LocalApi, owner: Owner, count: int, prefix: str =
 async def test_room_tokens_open_one_room_only(local_api: LocalApi, pool: asyncpg.Pool) -> None:
     ann, bob = await new_owner(pool), await new_owner(pool)
     other_room = f"project:{(await create_project(pool, ann.user, 'other')).id}"
-    async with httpx.AsyncClient(base_url=local_api.url, headers={"Authorization": f"Bearer {ann.token}"}) as http:
+    headers = {"Authorization": f"Bearer {ann.token}"}
+    async with httpx.AsyncClient(base_url=local_api.url, headers=headers) as http:
         response = await http.post("/api/v1/collab/tokens", json={"room": ann.room})
         assert response.status_code == 201, response.text
         grant = response.json()
@@ -208,7 +213,8 @@ async def test_rooms_unload_under_load_without_harm(api_env: dict[str, str], poo
 
 async def test_metrics_count_connections_and_rooms(local_api: LocalApi, pool: asyncpg.Pool) -> None:
     ann = await new_owner(pool)
-    async with pycrdt_client(local_api.ws_url, ann.room, ann.token), httpx.AsyncClient(base_url=local_api.url) as http:
+    connected = pycrdt_client(local_api.ws_url, ann.room, ann.token)
+    async with connected, httpx.AsyncClient(base_url=local_api.url) as http:
         metrics = (await http.get("/metrics")).text
     assert "fluxstudio_collab_connections 1.0" in metrics
     assert any(line.startswith("fluxstudio_collab_rooms ") and float(line.split()[1]) >= 1

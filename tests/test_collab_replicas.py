@@ -9,7 +9,7 @@ from collections.abc import Callable
 import asyncpg
 from pycrdt import Array
 
-from tests.fixtures.platform import ApiServer
+from tests.fixtures.platform import ApiServer, wait_for
 from tests.test_collab import new_owner, stored_items
 from tests.test_collab_support import items, js_client, pycrdt_client, wait_items
 
@@ -32,26 +32,29 @@ async def test_two_processes_converge(
         async with pycrdt_client(ws_url(second), ann.room, ann.token) as other:
             assert len(await wait_items(other, 20)) == 20  # loaded or caught up from the first process
             other.get("items", type=Array).append("second0")
-            on_first, on_second = await asyncio.gather(
-                js_client(ws_url(first), ann.room, ann.token, writes=10, prefix="a", expect=41, expectAwareness=2),
-                js_client(ws_url(second), ann.room, ann.token, writes=10, prefix="b", expect=41, expectAwareness=2),
-            )
+            expect = {"writes": 10, "expect": 41, "expectAwareness": 2}
+            on_first, on_second = await asyncio.gather(*(
+                js_client(ws_url(server), ann.room, ann.token, prefix=p, **expect)
+                for server, p in ((first, "a"), (second, "b"))
+            ))
             assert sorted(on_first["items"]) == sorted(on_second["items"])
             assert len(on_first["items"]) == 41
             assert {"a", "b"} <= set(on_first["awareness"]) and {"a", "b"} <= set(on_second["awareness"])
             assert sorted(await wait_items(doc, 41)) == sorted(await wait_items(other, 41))
     # Each process stored its own clients' updates once: together, everything.
-    async with asyncio.timeout(15):
-        while len(await stored_items(pool, ann.room)) < 41:
-            await asyncio.sleep(0.1)
+    async def all_stored() -> bool:
+        return len(await stored_items(pool, ann.room)) == 41
+
+    await wait_for(all_stored, 15, "every update in PostgreSQL")
     assert sorted(await stored_items(pool, ann.room)) == sorted(on_first["items"])
     for server in (first, second):
         log = server.log_text()
         assert ann.token not in log
-        assert any(r.get("component") == "collab" and r.get("event") == "collab_left" for r in server.log_records())
+        events = {r.get("event") for r in server.log_records() if r.get("component") == "collab"}
+        assert "collab_left" in events, log[-3000:]
 
 
-async def test_a_restarted_replica_catches_up(
+async def test_a_replica_joining_late_catches_up(
     start_api: Callable[..., ApiServer], api_env: dict[str, str], pool: asyncpg.Pool
 ) -> None:
     first = start_api(api_env)

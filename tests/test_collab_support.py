@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from fluxstudio.app import create_app
 from fluxstudio.collab import CollabOptions, collab_surface
 from fluxstudio.config import load_settings
+from tests.fixtures.platform import wait_for
 
 JS_DIR = Path(__file__).parent / "js"
 SYNC_TIMEOUT_S = 10.0
@@ -42,7 +43,9 @@ class LocalApi:
         await asyncio.wait_for(self.task, 30)
 
 
-async def start_local_api(env: dict[str, str], options: CollabOptions, sock: socket.socket | None = None) -> LocalApi:
+async def start_local_api(
+    env: dict[str, str], options: CollabOptions, sock: socket.socket | None = None
+) -> LocalApi:
     settings = load_settings("api", env)
     app = create_app(settings, surfaces=[lambda s: collab_surface(s, options)])
     if sock is None:
@@ -101,9 +104,7 @@ def items(doc: Doc) -> list[Any]:
 
 
 async def wait_items(doc: Doc, count: int, within_s: float = 10.0) -> list[Any]:
-    async with asyncio.timeout(within_s):
-        while len(items(doc)) < count:
-            await asyncio.sleep(0.01)
+    await wait_for(lambda: len(items(doc)) >= count, within_s, f"{count} items")
     return items(doc)
 
 
@@ -123,7 +124,8 @@ async def close_code(ws_url: str, room: str, token: str | None) -> tuple[int, li
 async def js_client(ws_url: str, room: str, token: str, **options: Any) -> dict[str, Any]:
     """Run tests/js/collab_client.mjs and return what it printed."""
     process = await asyncio.create_subprocess_exec(
-        "node", str(JS_DIR / "collab_client.mjs"), json.dumps({"url": ws_url, "room": room, "token": token, **options}),
+        "node", str(JS_DIR / "collab_client.mjs"),
+        json.dumps({"url": ws_url, "room": room, "token": token, **options}),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=JS_DIR,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)

@@ -123,8 +123,7 @@ class Connection:
 
     async def _send_close(self) -> None:
         if self.open and self._close_code is not None:
-            with contextlib.suppress(Exception):
-                await self._send({"type": "websocket.close", "code": self._close_code, "reason": self._reason})
+            await reject(self._send, self._close_code, self._reason)
         self.open = False
 
     def _take(self) -> bytes:

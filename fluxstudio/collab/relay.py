@@ -25,11 +25,9 @@ from typing import Any
 
 from pycrdt import Decoder, merge_updates, write_message
 
+from fluxstudio.collab.logs import log
 from fluxstudio.collab.room import RELAY, Room
-from fluxstudio.log import get_logger
 from fluxstudio.queue import REDIS_ERRORS, redis_client
-
-log = get_logger("collab")
 
 RESYNC_EVERY_S = 5.0
 JOIN_TIMEOUT_S = 2.0
@@ -98,7 +96,8 @@ class Relay:
                 updates.setdefault(room, []).append(payload)
             else:
                 rest.append((channel, self._frame(kind, room, payload)))
-        merged = [(room_channel(room), self._frame(_UPDATE, room, merge_updates(*ups))) for room, ups in updates.items()]
+        merged = [(room_channel(room), self._frame(_UPDATE, room, merge_updates(*payloads)))
+                  for room, payloads in updates.items()]
         return merged + rest
 
     async def _publish(self) -> None:

@@ -34,9 +34,8 @@ from pycrdt import (
 from pycrdt.websocket import YRoom
 
 from fluxstudio.collab.connection import BAD_DATA, Connection
-from fluxstudio.log import get_logger
+from fluxstudio.collab.logs import log
 
-log = get_logger("collab")
 _library_log = logging.getLogger("pycrdt.websocket")
 
 #: Origins of a change other than one of our sockets.

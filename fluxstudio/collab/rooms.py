@@ -23,13 +23,11 @@ from collections.abc import Callable
 from pycrdt.websocket import WebsocketServer
 
 from fluxstudio.collab.connection import Connection
+from fluxstudio.collab.logs import log
 from fluxstudio.collab.relay import Relay
 from fluxstudio.collab.room import STORE, Outlets, Room, _carry_on, _library_log
 from fluxstudio.collab.store import Store
 from fluxstudio.errors import Unavailable
-from fluxstudio.log import get_logger
-
-log = get_logger("collab")
 
 IDLE_S = 30.0
 

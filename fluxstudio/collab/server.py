@@ -30,14 +30,14 @@ from fluxstudio.collab.connection import (
     Limits,
     reject,
 )
+from fluxstudio.collab.logs import log
 from fluxstudio.collab.relay import RESYNC_EVERY_S, Relay
 from fluxstudio.collab.rooms import IDLE_S, Full, Rooms
 from fluxstudio.collab.store import FLUSH_EVERY_S, Store
 from fluxstudio.errors import Invalid, NotFound, Unavailable
-from fluxstudio.log import get_logger
 from fluxstudio.studio import collab
 
-log = get_logger("collab")
+USAGE = "ws(s)://HOST/collab/{room}?token=TOKEN"
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class CollabServer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
-            response = PlainTextResponse("connect with a WebSocket: ws(s)://HOST/collab/{room}?token=TOKEN", 426)
+            response = PlainTextResponse(f"connect with a WebSocket: {USAGE}", 426)
             await response(scope, receive, send)
             return
         room = scope["path"][len(scope.get("root_path", "")):].lstrip("/")
@@ -129,4 +129,5 @@ class CollabServer:
             conn.close(RESTARTING if self.rooms is None else 1000)  # no-op once the client closed
             await writer
             metrics.collab_connections.dec()
-            log.info("collab_left", room=conn.path, user_id=user_id, seconds=round(time.monotonic() - started, 3))
+            seconds = round(time.monotonic() - started, 3)
+            log.info("collab_left", room=conn.path, user_id=user_id, seconds=seconds)

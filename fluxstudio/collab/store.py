@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+
 import asyncpg
 from pycrdt import merge_updates
 
+from fluxstudio.collab.logs import log
 from fluxstudio.errors import Unavailable
-from fluxstudio.log import get_logger
-
-log = get_logger("collab")
 
 FLUSH_EVERY_S = 0.5
 COMPACT_AFTER_ROWS = 200
@@ -57,7 +56,9 @@ class Store:
         try:
             async with self._pool.acquire() as conn:
                 snapshot = await conn.fetchval("SELECT state FROM collab_snapshots WHERE room = $1", room)
-                rows = await conn.fetch("SELECT update FROM collab_updates WHERE room = $1 ORDER BY seq", room)
+                rows = await conn.fetch(
+                    "SELECT update FROM collab_updates WHERE room = $1 ORDER BY seq", room
+                )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise Unavailable(f"cannot load room {room!r}: {type(exc).__name__}") from exc
         stored = ([snapshot] if snapshot is not None else []) + [row["update"] for row in rows]

@@ -37,7 +37,8 @@ _UNKNOWN = "unknown, revoked or expired token"
 
 _VISIBLE = {
     "project": "SELECT 1 FROM projects WHERE id = $1 AND user_id = $2",
-    "asset": "SELECT 1 FROM assets a JOIN projects p ON p.id = a.project_id WHERE a.id = $1 AND p.user_id = $2",
+    "asset": "SELECT 1 FROM assets a JOIN projects p ON p.id = a.project_id"
+             " WHERE a.id = $1 AND p.user_id = $2",
 }
 
 
@@ -106,7 +107,8 @@ async def authenticate(pool: asyncpg.Pool, token: str) -> Visitor:
 async def _token_row(pool: asyncpg.Pool, column: str, value: str) -> asyncpg.Record | None:
     # `column` is one of two constants of this module, never input.
     return await pool.fetchrow(
-        "SELECT t.id, t.token_hash, u.id AS user_id, u.email FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        "SELECT t.id, t.token_hash, u.id AS user_id, u.email"
+        " FROM api_tokens t JOIN users u ON u.id = t.user_id"
         f" WHERE t.{column} = $1 AND t.revoked_at IS NULL",
         value,
     )

@@ -20,40 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from fluxstudio.commands.sample import sample_args
 from fluxstudio.media import LadderOptions, find_tools, plan_ladder, probe, transcode_hls
 
 LADDER = ((1080, 5_000_000), (720, 2_800_000), (480, 1_400_000), (360, 800_000))
 
 
 def make_source(ffmpeg: str, path: Path) -> None:
-    subprocess.run(
-        [
-            ffmpeg,
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=1920x1080:r=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440:r=48000",
-            "-t",
-            "10",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-crf",
-            "20",
-            "-c:a",
-            "aac",
-            str(path),
-        ],
-        check=True,
-    )
+    """The same generated clip `fluxstudio sample` makes: 10 s of 1080p30 test pattern with a tone."""
+    args = sample_args(ffmpeg, path, seconds=10, width=1920, height=1080, fps=30)
+    subprocess.run(args, check=True)
 
 
 def _scale(short: int) -> str:

@@ -117,7 +117,7 @@ def configure_logging(
 
 def get_logger(component: str | None = None, **context: Any) -> structlog.stdlib.BoundLogger:
     """A logger; pass `component` where a surface in a shared process speaks (collab, mcp)."""
-    logger = structlog.stdlib.get_logger("fluxstudio")
     if component is not None:
         context["component"] = component
-    return logger.bind(**context) if context else logger
+    # A lazy proxy: modules take their logger at import, before the entrypoint configures logging.
+    return structlog.stdlib.get_logger("fluxstudio", **context)

@@ -80,3 +80,16 @@ def test_redact_text_keeps_the_user_and_host_readable() -> None:
     assert redact_text("rediss://default:s3cr3t@host:25061") == "rediss://default:[redacted]@host:25061"
     assert redact_text("ws://h/collab/room?token=fs_abc") == "ws://h/collab/room?token=[redacted]"
     assert redact_text("no secrets here") == "no secrets here"
+
+
+def test_a_logger_taken_at_import_follows_the_later_configuration() -> None:
+    early = get_logger("collab")  # as a module does at import, before the entrypoint configures logging
+    stream = io.StringIO()
+    configure_logging("api", fmt="json", stream=stream)
+    try:
+        early.info("room_loaded", room="asset:x")
+    finally:
+        logging.getLogger().handlers[:] = []
+    assert json.loads(stream.getvalue()) | {"timestamp": "t"} == {
+        "component": "collab", "room": "asset:x", "event": "room_loaded", "level": "info", "timestamp": "t"
+    }

@@ -50,8 +50,7 @@ create_project (or list_projects), create_upload and run the `curl` command it r
 transcode_asset with the new asset's id, wait_for_job until the job has succeeded (call it again while it
 is still running), then get_playback_url."""
 
-#: Not `get_logger("mcp")` at import: a logger bound before the entrypoint configures logging would keep
-#: the default processors. The component is named per line instead.
+#: `component=mcp` is bound per request (see _SpeakingAsMcp), so the SDK's own lines carry it too.
 log = get_logger()
 
 

@@ -56,7 +56,6 @@ from tests.fixtures.platform import REPO, WORKER_COMMAND, WorkerProcess, sse_eve
 from tests.fixtures.services import REDIS_CLAIM_KEY
 
 JOB_TIMEOUT_S = 600
-READY_TIMEOUT_S = 300
 SCAN_EVERY_S = 0.05
 
 # Starts the real ffmpeg and forwards its stdout chunk by chunk, logging "<monotonic> <line>" for each line
@@ -110,8 +109,9 @@ async def _answers(dsn: str) -> bool:
 
 @contextlib.contextmanager
 def redis_database(url: str, preferred: int) -> Iterator[str]:
-    """A Redis database no one else uses, flushed at the start and the end. The preferred number if it
-    is empty, else another empty one; claimed with the test sessions' marker so they skip it."""
+    """A Redis database no one else uses, flushed at the end. The preferred number if it is empty, else
+    another empty one; claimed with the test sessions' marker so they skip it (so it is not flushed at
+    the start: it is empty by choice, and a flush would drop the marker)."""
     try:
         redis.Redis.from_url(url, socket_timeout=5).ping()
     except redis.RedisError:
@@ -131,7 +131,6 @@ def redis_database(url: str, preferred: int) -> Iterator[str]:
         client.close()
     else:
         raise SystemExit(f"no empty Redis database on {base} to use")
-    client.flushdb()
     try:
         yield f"{base}/{number}"
     finally:

@@ -1,14 +1,13 @@
 """The app factory: one Starlette app serving `/api/v1`, `/healthz`, `/readyz`, `/metrics`,
-`/openapi.json` and `/media`, with mount points for `/collab` (issue 4) and `/mcp` (issue 5).
+`/openapi.json` and `/media`, with the surfaces (`/mcp`, `/collab`) beside them.
 
     app = create_app(settings)                               # what `fluxstudio serve` runs
-    app = create_app(settings, mounts={"/collab": collab},   # later surfaces plug in here ...
-                     lifespans=[collab_server.running])      # ... and their lifespans here
+    app = create_app(settings, mounts={"/x": asgi_app})      # tests mount an extra app here
 
-Starlette does not run a mounted app's lifespan, so a surface that needs one (a collab server's
-background tasks, the MCP session manager) passes it in `lifespans`: each is entered after the platform
-(pool, Redis, storage, tools) is open and exited, in reverse, before it closes. Settings come in as an
-argument: the factory reads no environment.
+A surface is `surface(settings) -> (routes, lifespans)`. Starlette does not run a mounted app's lifespan,
+so a surface that needs one (a collab server's background tasks, the MCP session manager) returns it:
+each is entered after the platform (pool, Redis, storage, tools) is open and exited, in reverse, before
+it closes. Settings come in as an argument: the factory reads no environment.
 """
 
 from __future__ import annotations
@@ -44,13 +43,13 @@ def create_app(
     settings: Settings,
     *,
     mounts: Mapping[str, ASGIApp] | None = None,
-    lifespans: Sequence[SurfaceLifespan] = (),
     surfaces: Sequence[Surface] | None = None,
 ) -> Starlette:
-    """The API as an ASGI app. Nothing connects until the server runs its lifespan."""
+    """The API as an ASGI app (`surfaces` replaces SURFACES). Nothing connects until the server runs
+    its lifespan."""
     platform = Platform(settings)
     surface_routes: list[BaseRoute] = []
-    lifespans = [*lifespans]
+    lifespans: list[SurfaceLifespan] = []
     for surface in SURFACES if surfaces is None else surfaces:
         extra_routes, extra_lifespans = surface(settings)
         surface_routes += extra_routes

@@ -116,12 +116,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # The CLI is an entrypoint like workers/ itself; library code never imports workers/.
     from workers import run_worker
 
+    # Tuning left unset keeps WorkerOptions' own defaults, so they are written down in one place.
+    tuning = {
+        name: value
+        for name, value in (
+            ("lease_s", args.lease),
+            ("reconcile_every_s", args.reconcile_every),
+            ("retry_base_s", args.retry_base),
+            ("queue_name", args.queue),
+        )
+        if value is not None
+    }
     run_worker(
         settings,
         burst=args.burst,
         concurrency=args.concurrency,
         grace_s=args.grace,
         health_port=args.health_port,
+        **tuning,
     )
     return EXIT_OK
 
@@ -213,6 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="also serve GET /healthz (the --check answer) and /metrics on this port",
     )
+    # Tuning for tests and operators, without a new environment variable; unset keeps the defaults.
+    p.add_argument("--lease", type=float, default=None, metavar="S", help="job lease in seconds (default 30)")
+    p.add_argument(
+        "--reconcile-every", type=float, default=None, metavar="S", help="reconciler period (default 10 s)"
+    )
+    p.add_argument(
+        "--retry-base", type=float, default=None, metavar="S", help="first retry back-off (default 10 s)"
+    )
+    p.add_argument("--queue", default=None, help="arq queue name (default fluxstudio:queue)")
     p.set_defaults(handler=cmd_worker)
 
     p = sub.add_parser("upload", help="upload a file to a running server and start a transcode")

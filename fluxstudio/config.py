@@ -18,8 +18,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from dotenv import dotenv_values
 
-Component = Literal["api", "worker", "migrate", "tokens", "doctor", "transcode", "up", "upload"]
-
 #: What each component cannot start without. Everything else has a default.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "api": ("DATABASE_URL", "REDIS_URL"),

@@ -16,8 +16,6 @@ from typing import Any, TextIO
 
 import structlog
 
-COMPONENTS = ("api", "worker", "collab", "mcp", "cli")
-
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|api_?key|credential|cookie", re.I)
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@", re.I)
 _QUERY_SECRETS = re.compile(

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from fluxstudio import media
+from fluxstudio.commands.bars import speed_text, transcode_bar
 from fluxstudio.config import Settings
 from fluxstudio.errors import Invalid
 
@@ -43,19 +43,11 @@ async def transcode_file(
     plan = ", ".join(f"{r.name} {r.width}x{r.height}" for r in ladder.renditions) or "audio only"
     console.print(f"{source_path.name}: {info.duration_s:.1f} s, {plan}")
 
-    columns = (
-        TextColumn("transcoding"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[speed]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
+    with transcode_bar(console) as bar:
         task = bar.add_task("hls", total=1.0, speed="")
 
         def show(event: media.Progress) -> None:
-            speed = f"{event.speed:.2f}x" if event.speed else ""
-            bar.update(task, completed=event.progress, speed=speed)
+            bar.update(task, completed=event.progress, speed=speed_text(event.speed))
 
         result = await media.transcode_hls(
             source_path,

@@ -20,12 +20,12 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
-    TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 
+from fluxstudio.commands.bars import speed_text, transcode_bar
 from fluxstudio.config import Settings, read_environment
 from fluxstudio.errors import FluxError, Invalid
 
@@ -144,19 +144,11 @@ async def upload_and_follow(
     console.print(f"asset {created['asset']['id']}, job {job['id']} {job['status']}")
     if not wait:
         return created
-    columns = (
-        TextColumn("transcoding"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[speed]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as bar:
+    with transcode_bar(console) as bar:
         task = bar.add_task("transcode", total=1.0, speed="")
 
         def show(event: dict[str, Any]) -> None:
-            speed = f"{event['speed']:.2f}x" if event.get("speed") else ""
-            bar.update(task, completed=event["progress"], speed=speed)
+            bar.update(task, completed=event["progress"], speed=speed_text(event.get("speed")))
 
         job = await client.follow(job["id"], show)
         if job["status"] == "succeeded":

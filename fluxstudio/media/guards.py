@@ -51,10 +51,7 @@ DEFAULT_LIMITS = Limits()
 
 
 def input_args(limits: Limits) -> list[str]:
-    """Options placed before `-i`, then the input itself, for ffmpeg and ffprobe alike.
-
-    The `file:` prefix stops a name such as `-i` or `x|y` being read as an option or another protocol.
-    """
+    """Options placed before the input (`-i` for ffmpeg, last for ffprobe), for both alike."""
     return [
         "-protocol_whitelist",
         PROTOCOL_WHITELIST,
@@ -66,6 +63,10 @@ def input_args(limits: Limits) -> list[str]:
 
 
 def input_url(staged: Path) -> str:
+    """The staged input as ffmpeg names it, relative to its private directory (the process's cwd).
+
+    The `file:` prefix stops a name such as `-i` or `x|y` being read as an option or another protocol.
+    """
     return f"file:{staged.name}"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from fluxstudio.errors import MediaError, UnreadableMedia
 from fluxstudio.media import process
 from fluxstudio.media.guards import DEFAULT_LIMITS, Limits, StagedInput, input_args, input_url
+from fluxstudio.media.probe_fields import blank_fields, normalize_rotation, video_fields
 from fluxstudio.media.probe_stderr import parse_ffmpeg_stderr
 from fluxstudio.media.tools import Tools
 
@@ -131,32 +132,19 @@ def _parse_ffprobe(text: str) -> dict[str, object]:
     duration = _number(fmt.get("duration"))
     if duration is None:
         duration = max((_number(s.get("duration")) or 0.0 for s in streams), default=0.0)
-    fields: dict[str, object] = {
-        "duration_s": duration or 0.0,
-        "format_name": fmt.get("format_name", ""),
-        "has_audio": audio is not None,
-        "audio_codec": audio and audio.get("codec_name"),
-        "has_video": video is not None,
-        "video_codec": None,
-        "width": None,
-        "height": None,
-        "fps": None,
-        "rotation": 0,
-        "variable_frame_rate": False,
-    }
+    fields = blank_fields(duration or 0.0, fmt.get("format_name", ""))
+    if audio is not None:
+        fields.update(has_audio=True, audio_codec=audio.get("codec_name"))
     if video is not None:
-        rotation = _ffprobe_rotation(video)
-        width, height = video.get("width"), video.get("height")
-        if rotation in (90, -90):
-            width, height = height, width
-        avg, real = _rate(video.get("avg_frame_rate")), _rate(video.get("r_frame_rate"))
         fields.update(
-            video_codec=video.get("codec_name"),
-            width=width,
-            height=height,
-            rotation=rotation,
-            fps=avg or real,
-            variable_frame_rate=bool(avg and real and abs(avg - real) > 0.01 * real),
+            video_fields(
+                video.get("codec_name"),
+                video.get("width"),
+                video.get("height"),
+                _ffprobe_rotation(video),
+                _rate(video.get("avg_frame_rate")),
+                _rate(video.get("r_frame_rate")),
+            )
         )
     return fields
 
@@ -167,12 +155,6 @@ def _ffprobe_rotation(stream: dict) -> int:
             return normalize_rotation(float(side["rotation"]))
     tag = (stream.get("tags") or {}).get("rotate")  # old muxers: clockwise, the opposite sign
     return normalize_rotation(-float(tag)) if tag else 0
-
-
-def normalize_rotation(degrees: float) -> int:
-    """Round to a quarter turn in (-180, 180]."""
-    quarter = round(degrees / 90) % 4
-    return {0: 0, 1: 90, 2: 180, 3: -90}[quarter]
 
 
 def _rate(text: str | None) -> float | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from fluxstudio.media.probe_fields import blank_fields, normalize_rotation, video_fields
+
 _INPUT = re.compile(r"^Input #0, (?P<format>.+?), from ", re.M)
 _DURATION = re.compile(r"^\s+Duration: (?:(?P<h>\d+):(?P<m>\d\d):(?P<s>\d\d(?:\.\d+)?)|N/A)", re.M)
 _STREAM = re.compile(r"^\s+Stream #0:\d+\S*: (?P<kind>Video|Audio|Subtitle|Data|Attachment): (?P<rest>.*)$")
@@ -18,23 +20,9 @@ _ROTATE_TAG = re.compile(r"^\s+rotate\s*: (?P<deg>-?\d+)", re.M)
 
 
 def parse_ffmpeg_stderr(text: str) -> dict[str, object]:
-    from fluxstudio.media.probe import normalize_rotation  # shared with the ffprobe reader
-
     header = _INPUT.search(text)
     text = text[header.start() :] if header else text
-    fields: dict[str, object] = {
-        "duration_s": _duration(text),
-        "format_name": header.group("format") if header else "",
-        "has_audio": False,
-        "audio_codec": None,
-        "has_video": False,
-        "video_codec": None,
-        "width": None,
-        "height": None,
-        "fps": None,
-        "rotation": 0,
-        "variable_frame_rate": False,
-    }
+    fields = blank_fields(_duration(text), header.group("format") if header else "")
     for kind, rest, block in _streams(text):
         if kind == "Audio" and not fields["has_audio"]:
             fields.update(has_audio=True, audio_codec=_codec(rest))
@@ -53,18 +41,8 @@ def parse_ffmpeg_stderr(text: str) -> dict[str, object]:
                 else 0
             )
             width, height = (int(size.group("w")), int(size.group("h"))) if size else (None, None)
-            if rotation in (90, -90):
-                width, height = height, width
             avg, real = rates.get("fps"), rates.get("tbr")
-            fields.update(
-                has_video=True,
-                video_codec=_codec(rest),
-                width=width,
-                height=height,
-                rotation=rotation,
-                fps=round(avg or real, 3) if (avg or real) else None,
-                variable_frame_rate=bool(avg and real and abs(avg - real) > 0.01 * real),
-            )
+            fields.update(video_fields(_codec(rest), width, height, rotation, avg, real))
     return fields
 
 

@@ -101,6 +101,14 @@ def check_prefix(prefix: str) -> str:
     return check_key(stripped) + "/"
 
 
+def check_folder(prefix: str) -> str:
+    """`check_prefix` for `delete_prefix`: the whole storage (`""`) is never a folder to delete."""
+    folder = check_prefix(prefix)
+    if not folder:
+        raise Invalid("refusing to delete the whole storage: give a folder prefix")
+    return folder
+
+
 def check_range(start: int, end: int | None) -> None:
     if start < 0 or (end is not None and end < start):
         raise Invalid("byte range must have 0 <= start <= end")

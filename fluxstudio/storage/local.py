@@ -24,6 +24,7 @@ from typing import BinaryIO, Self, TypeVar
 from fluxstudio.errors import Conflict, Invalid, NotFound, Unavailable
 from fluxstudio.storage.base import (
     ObjectInfo,
+    check_folder,
     check_key,
     check_prefix,
     check_range,
@@ -118,9 +119,7 @@ class LocalStorage:
         )
 
     async def delete_prefix(self, prefix: str) -> int:
-        if not check_prefix(prefix):
-            raise Invalid("refusing to delete the whole storage: give a folder prefix")
-        folder = self._folder(prefix)
+        folder = self._folder(check_folder(prefix))
         return await _in_thread(_delete_folder, folder)
 
     async def list(self, prefix: str = "") -> list[str]:

@@ -31,6 +31,7 @@ from fluxstudio.config import S3Settings
 from fluxstudio.errors import Invalid, NotFound, Unavailable
 from fluxstudio.storage.base import (
     ObjectInfo,
+    check_folder,
     check_key,
     check_prefix,
     check_range,
@@ -270,9 +271,7 @@ class S3Storage:
         )
 
     async def delete_prefix(self, prefix: str) -> int:
-        folder = check_prefix(prefix)
-        if not folder:
-            raise Invalid("refusing to delete the whole storage: give a folder prefix")
+        folder = check_folder(prefix)
         deleted = 0
         s3 = await self._client()
         with self._errors("delete objects"):

@@ -27,7 +27,7 @@ from fluxstudio.ids import new_id
 from fluxstudio.log import get_logger
 from fluxstudio.media import LadderOptions
 from fluxstudio.queue import Queue
-from fluxstudio.studio.models import TERMINAL, Job, JobError, JobOptions
+from fluxstudio.studio.models import Job, JobError, JobOptions
 from fluxstudio.studio.users import User
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -218,7 +218,3 @@ async def announce(queue: Queue | None, job: Job) -> None:
         return
     with contextlib.suppress(Unavailable):
         await queue.publish(job.id, {"event": "status", "data": job.model_dump(mode="json")})
-
-
-def is_terminal(job: Job) -> bool:
-    return job.status in TERMINAL

@@ -48,6 +48,8 @@ class Rooms(WebsocketServer):
         self._idle_s, self._max_rooms, self._on_change = idle_s, max_rooms, on_change
         self._loading: dict[str, asyncio.Future[Room]] = {}
         self._unloaded: dict[str, asyncio.Event] = {}
+        #: Joiners waiting for a room to load, per name: the sweeper leaves such a room alone.
+        self._waiting: dict[str, int] = {}
         self._outlets: Outlets = _Outlets(self)
 
     # -- joining -----------------------------------------------------------------------------------
@@ -70,7 +72,14 @@ class Rooms(WebsocketServer):
                     raise Unavailable("the collaboration server is not running")
                 loading = self._loading[name] = asyncio.get_running_loop().create_future()
                 self._task_group.start_soon(self._load, name, loading)
-            await asyncio.shield(loading)
+            # Counted until the loop above takes the room (no await in between): under load a joiner
+            # can wake after `idle_s`, and the room loaded for it must not be unloading by then.
+            self._waiting[name] = self._waiting.get(name, 0) + 1
+            try:
+                await asyncio.shield(loading)
+            finally:
+                if (left := self._waiting.pop(name) - 1) > 0:
+                    self._waiting[name] = left
 
     def release(self, room: Room) -> None:
         room.holders -= 1
@@ -116,7 +125,8 @@ class Rooms(WebsocketServer):
             await asyncio.sleep(min(1.0, self._idle_s / 2))
             deadline = time.monotonic() - self._idle_s
             for name, room in list(self.rooms.items()):
-                if room.holders == 0 and not room.unloading and room.idle_since <= deadline:
+                idle = room.holders == 0 and name not in self._waiting
+                if idle and not room.unloading and room.idle_since <= deadline:
                     room.unloading = True
                     self._unloaded[name] = asyncio.Event()
                     assert self._task_group is not None

@@ -89,7 +89,8 @@ class Store:
 
     async def unload(self, room: str) -> None:
         """A room leaves memory: write what it has and fold it if this process added to it."""
-        await self.flush()
+        if room in self._pending or room in self._writing:  # else no need to queue behind other flushes
+            await self.flush()
         if self._rows.pop(room, 0):
             await self.compact(room)
 

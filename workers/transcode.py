@@ -85,7 +85,7 @@ class Transcode:
         settings = self.w.settings
         async with asyncio.timeout(settings.job_timeout_seconds):
             source = await self._fetch_source(work_dir)
-            ladder = plan_ladder(media_info(self.claim.media), ladder_options(self.claim.options))
+            ladder = plan_ladder(MediaInfo.from_stored(self.claim.media), ladder_options(self.claim.options))
             result = await transcode_hls(
                 source,
                 work_dir / "hls",
@@ -245,19 +245,3 @@ class Transcode:
             log.warning("job_failed", code=error.code, error=error.message)
         await announce(self.w.queue, job)
         return job.status
-
-
-def media_info(media: dict[str, Any]) -> MediaInfo:
-    """The stored probe result (the API's MediaSummary) as the media layer's MediaInfo: no second probe."""
-    return MediaInfo(
-        duration_s=float(media.get("duration_s") or 0.0),
-        width=media.get("width"),
-        height=media.get("height"),
-        fps=media.get("fps"),
-        video_codec=media.get("video_codec"),
-        audio_codec=media.get("audio_codec"),
-        has_video=bool(media.get("has_video")),
-        has_audio=bool(media.get("has_audio")),
-        rotation=int(media.get("rotation") or 0),
-        format_name="",
-    )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from fluxstudio.errors import MediaError, UnreadableMedia
 from fluxstudio.media import process
@@ -41,6 +43,12 @@ class MediaInfo:
         data = asdict(self)
         del data["format_name"], data["variable_frame_rate"]
         return data
+
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any]) -> MediaInfo:
+        """Back from a stored probe result (every field, or the API's `media` object): no second probe."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{"format_name": "", **{k: v for k, v in data.items() if k in names}})
 
 
 async def probe(

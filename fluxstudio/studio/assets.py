@@ -85,8 +85,7 @@ class AssetRecord:
         """The full probe result, for planning a ladder; the row keeps every MediaInfo field."""
         if self.media is None:
             return None
-        names = {f.name for f in dataclasses.fields(MediaInfo)}
-        return MediaInfo(**{k: v for k, v in self.media.items() if k in names})
+        return MediaInfo.from_stored(self.media)
 
 
 def source_key(asset_id: str, ext: str) -> str:

@@ -43,6 +43,8 @@ EXAMPLES = {
     "PUBLIC_MEDIA_URL": "https://media.example.com",
     "MAX_UPLOAD_BYTES": "5368709120 or 5GiB",
     "WORKER_CONCURRENCY": "1",
+    "WORKER_POLL_DELAY_SECONDS": "1.0",
+    "DB_POOL_SIZE": "10",
     "FFMPEG_THREADS": "0 (ffmpeg decides)",
     "FFMPEG_PRESET": "veryfast",
     "JOB_TIMEOUT_SECONDS": "7200",
@@ -137,6 +139,10 @@ class Settings:
     mcp_auth_token: Secret | None
     max_upload_bytes: int
     worker_concurrency: int
+    #: A worker's backstop poll of the queue; new jobs wake workers at once over pub/sub regardless.
+    worker_poll_delay_seconds: float
+    #: Connections at most in each process's PostgreSQL pool (API replica or worker process).
+    db_pool_size: int
     ffmpeg_threads: int
     ffmpeg_preset: str
     job_timeout_seconds: int
@@ -185,6 +191,8 @@ def load_settings(component: str, environ: Mapping[str, str] | None = None) -> S
         mcp_auth_token=reader.secret("MCP_AUTH_TOKEN", _check_token),
         max_upload_bytes=reader.number("MAX_UPLOAD_BYTES", 5 * 1024**3, 1, 2**50, parse=_parse_size),
         worker_concurrency=reader.number("WORKER_CONCURRENCY", 1, 1, 64),
+        worker_poll_delay_seconds=reader.decimal("WORKER_POLL_DELAY_SECONDS", 1.0, 0.05, 60.0),
+        db_pool_size=reader.number("DB_POOL_SIZE", 10, 1, 1000),
         ffmpeg_threads=reader.number("FFMPEG_THREADS", 0, 0, 64),
         ffmpeg_preset=reader.choice("FFMPEG_PRESET", X264_PRESETS, "veryfast"),
         job_timeout_seconds=reader.number("JOB_TIMEOUT_SECONDS", 7200, 10, 7 * 86400),
@@ -246,6 +254,20 @@ class _Reader:
             return default
         if not low <= number <= high:
             self.problem(name, f"must be between {low} and {high}")
+            return default
+        return number
+
+    def decimal(self, name: str, default: float, low: float, high: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            self.problem(name, "is not a number")
+            return default
+        if not low <= number <= high:  # also refuses nan and inf
+            self.problem(name, f"must be between {low:g} and {high:g}")
             return default
         return number
 

@@ -11,7 +11,9 @@ long ffmpeg run still beats: ffmpeg is a child process, the loop stays free):
   hides behind a live one; one key per process with a TTL makes a dead worker vanish by itself.
 
 A failed Redis write is logged once per outage and never stops the beat: the local file keeps the process
-alive in the eyes of its orchestrator, which is what it should believe while Redis is away.
+alive in the eyes of its orchestrator, which is what it should believe while Redis is away. A worker
+waiting for a dependency says so in its beat (`waiting_for`, `since`), and `--check` still passes: a
+restart would not bring the dependency back, and a crash loop would fail the deploy.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from fluxstudio import __version__
+from fluxstudio.availability import LABELS, Availability
 from fluxstudio.log import get_logger
 from fluxstudio.queue import DEFAULT_QUEUE, REDIS_ERRORS
 
@@ -55,12 +58,27 @@ class Beat:
     started_at: float  # epoch seconds
     beat_at: float
     version: str = __version__
+    #: The dependency the worker waits for ("redis", "postgres") and since when (epoch s), or None.
+    waiting_for: str | None = None
+    since: float | None = None
+
+    def waiting_line(self, now: float | None = None) -> str | None:
+        """`waiting for Redis since 10:02:03 UTC (75 s)`, or None when the worker waits for nothing."""
+        if self.waiting_for is None or self.since is None:
+            return None
+        label = LABELS.get(self.waiting_for, self.waiting_for)
+        at = time.strftime("%H:%M:%S UTC", time.gmtime(self.since))
+        waited = (time.time() if now is None else now) - self.since
+        return f"waiting for {label} since {at} ({waited:.0f} s)"
 
     def age_s(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.beat_at)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        data = asdict(self)
+        if self.waiting_for is None:  # only a waiting worker says what it waits for
+            del data["waiting_for"], data["since"]
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Beat | None:
@@ -111,6 +129,9 @@ def check_local(home: Path, *, max_age_s: float = MAX_AGE_S, now: float | None =
     age = freshest.age_s(now)
     if age > max_age_s:
         return False, f"worker {freshest.worker} last beat {age:.0f} s ago (more than {max_age_s:.0f} s)"
+    waiting = freshest.waiting_line(now)
+    if waiting is not None:
+        return True, f"worker {freshest.worker} up, {waiting}; beat {age:.0f} s ago"
     return True, (
         f"worker {freshest.worker} beat {age:.0f} s ago, {freshest.jobs_running} job(s) running"
     )
@@ -141,8 +162,12 @@ class Heartbeat:
         concurrency: int,
         jobs_running: Callable[[], int],
         interval_s: float = INTERVAL_S,
+        availability: Availability | None = None,
     ) -> None:
+        """With `availability`, beats carry what the worker waits for, and Redis failures are reported
+        there (one log line per outage for the whole process) instead of logged here."""
         self.home = home
+        self.availability = availability
         self.redis = redis
         self.queue_name = queue_name
         self.concurrency = concurrency
@@ -155,6 +180,7 @@ class Heartbeat:
         self._redis_down = False
 
     def beat_now(self) -> Beat:
+        outage = self.availability.waiting() if self.availability is not None else None
         return Beat(
             worker=self.worker,
             host=self.host,
@@ -164,6 +190,8 @@ class Heartbeat:
             jobs_running=self.jobs_running(),
             started_at=self.started_at,
             beat_at=time.time(),
+            waiting_for=outage.dependency if outage else None,
+            since=outage.since if outage else None,
         )
 
     async def beat(self) -> Beat:
@@ -180,11 +208,15 @@ class Heartbeat:
                     worker_key(self.queue_name, self.worker), beat.to_json(), px=int(MAX_AGE_S * 1000)
                 )
         except (*REDIS_ERRORS, TimeoutError) as exc:
-            if not self._redis_down:
+            if self.availability is not None:
+                self.availability.lost("redis", exc)
+            elif not self._redis_down:
                 log.warning("heartbeat_redis_failed", error=str(exc) or type(exc).__name__)
             self._redis_down = True
         else:
-            if self._redis_down:
+            if self.availability is not None:
+                self.availability.back("redis")
+            elif self._redis_down:
                 log.info("heartbeat_redis_restored")
             self._redis_down = False
         return beat

@@ -17,9 +17,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
@@ -29,11 +29,22 @@ from redis.exceptions import RedisError
 from fluxstudio.errors import Unavailable
 from fluxstudio.log import get_logger
 
+if TYPE_CHECKING:
+    from fluxstudio.availability import Availability
+
 DEFAULT_QUEUE = "fluxstudio:queue"
 RUN_JOB = "run_job"  # the arq function name the workers register
 #: What a broken or unreachable Redis raises through redis-py.
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
-_CONNECT_TIMEOUT_S = 2.0
+#: Every command of every client gets an answer or an error within these: a Redis that hangs (paused,
+#: a half-open connection after a failover) is an outage like one that refuses connections.
+CONNECT_TIMEOUT_S = 2.0
+SOCKET_TIMEOUT_S = 5.0
+#: Pub/sub connections block on reads, so they cannot use the socket timeout to notice a hung Redis:
+#: they read in short slices, PING when quiet, and give up when nothing (not even a PONG) came back.
+PUBSUB_READ_S = 1.0
+PUBSUB_PING_EVERY_S = 5.0
+PUBSUB_DEAD_AFTER_S = PUBSUB_PING_EVERY_S + SOCKET_TIMEOUT_S
 _HUB_CONTROL = "fluxstudio:hub"  # every hub listens here, so its connection exists before any reader
 _READY_TIMEOUT_S = 2.0
 _INBOX_SIZE = 1000
@@ -63,11 +74,36 @@ def loads(data: bytes | str) -> Any:
 
 
 def redis_client(redis_url: str, queue_name: str = DEFAULT_QUEUE) -> ArqRedis:
-    """An ArqRedis (a redis.asyncio.Redis) with JSON job serialisation. Connects lazily."""
+    """An ArqRedis (a redis.asyncio.Redis) with JSON job serialisation. Connects lazily.
+
+    The one way every part of FluxStudio (API, workers, collab relay, doctor) makes a Redis client, so
+    each gets the connect and socket timeouts.
+    """
     pool = ConnectionPool.from_url(
-        redis_url, socket_connect_timeout=_CONNECT_TIMEOUT_S, health_check_interval=10
+        redis_url,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        health_check_interval=10,
     )
     return ArqRedis(pool, job_serializer=dumps, job_deserializer=loads, default_queue_name=queue_name)
+
+
+async def pump(pubsub: Any, dispatch: Callable[[dict[str, Any]], None]) -> None:
+    """Read a subscribed pub/sub connection forever, handing each message to `dispatch`; raises
+    TimeoutError once Redis has said nothing, not even PONG to our PING, for PUBSUB_DEAD_AFTER_S."""
+    heard = pinged = time.monotonic()
+    while True:
+        message = await pubsub.get_message(timeout=PUBSUB_READ_S)
+        now = time.monotonic()
+        if message is not None:
+            heard = now
+            if message.get("type") != "pong":
+                dispatch(message)
+        elif now - heard > PUBSUB_DEAD_AFTER_S:
+            raise TimeoutError(f"Redis sent nothing on a pub/sub connection for {PUBSUB_DEAD_AFTER_S:g} s")
+        if now - pinged >= PUBSUB_PING_EVERY_S:
+            pinged = now
+            await pubsub.ping(b"fluxstudio")  # our own payload: redis-py filters its health-check PONGs
 
 
 class Queue:
@@ -117,9 +153,18 @@ class Queue:
         return job is not None
 
     async def holds(self, job_id: str, attempt: int) -> bool:
-        """Whether Redis still has the wake-up of this attempt (queued, deferred or running)."""
+        """Whether Redis still has the wake-up of this attempt (queued, deferred or being taken)."""
+        return (await self.holding([(job_id, attempt)]))[0]
+
+    async def holding(self, wakeups: list[tuple[str, int]]) -> list[bool]:
+        """`holds` for many (job id, attempt) pairs in one round trip."""
+        if not wakeups:
+            return []
         try:
-            return bool(await self.redis.exists(f"{job_key_prefix}{job_id}:{attempt}"))
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id, attempt in wakeups:
+                pipe.exists(f"{job_key_prefix}{job_id}:{attempt}")
+            return [bool(found) for found in await pipe.execute()]
         except REDIS_ERRORS as exc:
             raise Unavailable(f"Redis is unavailable: {exc}") from exc
 
@@ -174,8 +219,11 @@ class ProgressHub:
     re-reads the row from PostgreSQL.
     """
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, *, availability: Availability | None = None) -> None:
+        """With `availability` (a worker), outages are reported there, logged once for the whole
+        process; without it (the API) the hub logs its own."""
         self._redis_url = redis_url
+        self._availability = availability
         self._channels: dict[str, _Channel] = {}
         self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -252,7 +300,9 @@ class ProgressHub:
             except REDIS_ERRORS as exc:
                 if self.connected:  # we were up: a new outage, logged once, back-off starts over
                     delay, down_logged = 0.1, False
-                if not down_logged:
+                if self._availability is not None:
+                    self._availability.lost("redis", exc)
+                elif not down_logged:
                     down_logged = True
                     log.warning("redis_pubsub_unavailable", error=str(exc) or type(exc).__name__)
             self._connected.clear()
@@ -268,10 +318,7 @@ class ProgressHub:
                 for entry in self._channels.values():
                     entry.ready.clear()
                 await pubsub.subscribe(_HUB_CONTROL, *self._channels)
-            while True:
-                message = await pubsub.get_message(timeout=5.0)
-                if message is not None:
-                    self._dispatch(message)
+            await pump(pubsub, self._dispatch)
         finally:
             self._pubsub = None
             with contextlib.suppress(*REDIS_ERRORS, RuntimeError):
@@ -303,8 +350,11 @@ class ProgressHub:
         reconnected = self._connected_before
         self._connected_before = True
         self._connected.set()
+        if self._availability is not None:
+            self._availability.back("redis")
         if reconnected:
-            log.info("redis_pubsub_restored", channels=len(self._channels))
+            if self._availability is None:
+                log.info("redis_pubsub_restored", channels=len(self._channels))
             for entry in self._channels.values():
                 for inbox in list(entry.readers):
                     with contextlib.suppress(asyncio.QueueFull):

@@ -3,7 +3,15 @@
 arq gives at-least-once delivery and polling; this module adds what ARCHITECTURE rule 1 needs around it:
 resources opened in on_startup and closed in on_shutdown, a wake-up on a pub/sub message (so a job
 starts in milliseconds instead of after the next poll), cancel requests delivered to the running job,
-a reconciler deduplicated across the fleet, survival of Redis outages, and a graceful SIGTERM.
+a reconciler deduplicated across the fleet, a graceful SIGTERM, and a process that never dies of a
+dependency that is down or not there yet (Redis or PostgreSQL, at start or later): it waits, says so in
+its heartbeat, logs the outage once, and resumes the moment the dependency answers.
+
+An arq job here is only a wake-up: it claims the row and ends (workers/transcode.py `run_job`); the
+transcode runs in a task of this process, counted against `concurrency`. So arq's queue holds waiting
+wake-ups only, never running jobs: an idle worker's poll costs one command however many jobs the fleet
+runs, and a worker that dies holding a wake-up releases it within seconds (arq's in-progress key lives
+WAKE_TIMEOUT_S + 10 s), not after the longest transcode.
 """
 
 from __future__ import annotations
@@ -11,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 from typing import Any
 
 from arq.worker import Worker, func
 
+from fluxstudio.availability import RETRY_FIRST_S, RETRY_MAX_S, Availability
 from fluxstudio.config import Settings
 from fluxstudio.db.pool import create_pool
 from fluxstudio.heartbeat import Heartbeat
@@ -33,43 +43,136 @@ from fluxstudio.queue import (
 )
 from fluxstudio.storage import open_storage
 from fluxstudio.studio import leases
+from fluxstudio.studio.leases import Claim
 from workers.context import WorkerContext, WorkerOptions
 from workers.health import HealthServer
-from workers.transcode import DB_ERRORS, run_job
+from workers.transcode import DB_ERRORS, WAKE_TIMEOUT_S, Transcode, run_job
 
 log = get_logger()
+POSTGRES_PROBE_TIMEOUT_S = 5.0
+POOL_CLOSE_TIMEOUT_S = 5.0
 
 
 class FluxWorker(Worker):
-    """arq's Worker that polls when told to, and rides out a Redis outage instead of crashing."""
+    """arq's Worker that polls when told to, takes only as many wake-ups as it has free slots, runs
+    transcodes outside arq's jobs, and rides out outages instead of crashing."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._poll_lock = asyncio.Lock()
-        self._redis_down = False
+        self.availability = Availability()
+        self.flux: WorkerContext | None = None
+        self.transcodes_done = 0
+        self._pending = asyncio.Event()  # poll now: a wake message, a free slot, a dependency back
+        self._redis_retry_s = RETRY_FIRST_S
+
+    def free_slots(self) -> int:
+        """Jobs this process may claim now: none until started, or while PostgreSQL is away."""
+        if self.flux is None or not self.allow_pick_jobs or self.availability.is_down("postgres"):
+            return 0
+        return self.max_jobs - self.job_counter - len(self.flux.running)
+
+    def wake_up(self) -> None:
+        self._pending.set()
+
+    async def main(self) -> None:
+        # arq's own main() starts with `log_redis_info`, which raises while Redis is down: the crash
+        # loop of the old deploys. Ours starts whatever the state of Redis and PostgreSQL.
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        while True:
+            await self._poll_iteration()
+            if self.burst and await self._burst_done():
+                return
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait for the next poll: a wake-up, or the backstop period (a bounded back-off while Redis is
+        away, so a waiting worker neither spins nor takes long to notice Redis is back)."""
+        period = self.poll_delay_s
+        if self.availability.is_down("redis"):
+            period, self._redis_retry_s = self._redis_retry_s, min(self._redis_retry_s * 2, RETRY_MAX_S)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(period):
+                await self._pending.wait()
+        self._pending.clear()
+
+    async def _burst_done(self) -> bool:
+        if self.tasks:  # wake-ups being taken or transcodes running (both are in arq's task table)
+            return False
+        try:
+            return await self.pool.zcard(self.queue_name) == 0  # deferred retries count: wait for them
+        except REDIS_ERRORS:
+            return False
 
     async def _poll_iteration(self) -> None:
-        # The wake listener and arq's loop both poll; one at a time, as arq's code assumes.
-        async with self._poll_lock:
-            try:
+        try:
+            if self.free_slots() > 0:
                 await super()._poll_iteration()
-            except REDIS_ERRORS as exc:
-                if not self._redis_down:  # once per state change
-                    log.warning("redis_unavailable", error=str(exc) or type(exc).__name__)
-                self._redis_down = True
-                await asyncio.sleep(1.0)
-                return
-        if self._redis_down:
-            self._redis_down = False
-            log.info("redis_restored")
+            else:
+                self._reap()  # a busy worker costs Redis nothing
+        except REDIS_ERRORS as exc:
+            self.availability.lost("redis", exc)
+            return
+        if self.availability.is_down("redis") and self.free_slots() > 0:
+            self.availability.back("redis")
+        self._redis_retry_s = RETRY_FIRST_S
 
-    async def wake_up(self) -> None:
-        if self.allow_pick_jobs and self.job_counter < self.max_jobs:
-            await self._poll_iteration()
+    def _reap(self) -> None:
+        for key, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[key]
+                task.result()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # Waiting wake-ups are read oldest first; racing workers would all try the same few, so each
+        # tries them in its own order. Stop as soon as the slots are full.
+        job_ids = list(job_ids)
+        random.shuffle(job_ids)
+        for job_id in job_ids:
+            if self.free_slots() <= 0:
+                return
+            await super().start_jobs([job_id])
+
+    def launch(self, claim: Claim) -> None:
+        """Run a claimed job's transcode in this process; it counts against the slots until it ends."""
+        assert self.flux is not None
+        w = self.flux
+        task = asyncio.create_task(self._transcode(w, claim), name=f"transcode-{claim.job_id}")
+        w.running[claim.job_id] = task
+        # In arq's task table too: SIGTERM's grace period, burst mode and close() wait for it.
+        self.tasks[f"transcode:{claim.job_id}:{claim.attempt}"] = task
+
+        def ended(_: asyncio.Task[str]) -> None:
+            if w.running.get(claim.job_id) is task:
+                del w.running[claim.job_id]
+            self.wake_up()  # a free slot: take the next waiting job now, not at the next poll
+
+        task.add_done_callback(ended)
+
+    async def _transcode(self, w: WorkerContext, claim: Claim) -> str:
+        try:
+            outcome = await Transcode(w, claim).run()
+        except asyncio.CancelledError:  # shutdown: the job handed itself back
+            return "released"
+        self.transcodes_done += 1
+        return outcome
 
     async def close(self) -> None:
+        # arq's close(), minus its failure modes: a Redis that is down must not skip on_shutdown (which
+        # closes the pool and removes the heartbeat).
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         with contextlib.suppress(*REDIS_ERRORS):
-            await super().close()
+            await self.pool.delete(self.health_check_key)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
 
 
 def worker_settings(settings: Settings, options: WorkerOptions) -> dict[str, Any]:
@@ -82,21 +185,19 @@ def worker_settings(settings: Settings, options: WorkerOptions) -> dict[str, Any
         "on_startup": _startup(settings, options),
         "on_shutdown": _shutdown,
         "burst": options.burst,
+        # Wake-ups being taken at once; the transcodes they start are counted with them (free_slots).
         # One ffmpeg already uses every core; more at once only slows each and multiplies memory.
         "max_jobs": options.concurrency,
-        # A running job stays in arq's queue until it finishes (so do the wake-ups of workers that died
-        # mid-job, until arq's in-progress key expires), and every poll reads from the head: the limit
-        # must exceed what the whole fleet runs at once, or a worker sees only busy jobs and idles while
-        # work waits. It is also the cost: one Redis round trip per busy job ahead of a free one, per
-        # poll. Hence the wake-up below and a slow backstop poll.
+        # Only waiting wake-ups are in the queue (a claimed job's is gone), so this bounds one poll's
+        # reply, and does not cap how many jobs the fleet runs.
         "queue_read_limit": options.queue_read_limit,
         # Idle polling costs one Redis command per worker per period. With the pub/sub wake-up the poll
         # is only the backstop for deferred retries and lost messages, so it can be slow; without it
         # (plain arq, the benchmark's baseline) latency is about half the period on average.
-        "poll_delay": options.poll_delay_s,
-        # arq's own deadline must never fire before ours (JOB_TIMEOUT_SECONDS inside the job), whose
-        # error is clearer and whose cleanup is ours.
-        "job_timeout": settings.job_timeout_seconds + 300,
+        "poll_delay": options.poll_delay_s or settings.worker_poll_delay_seconds,
+        # The arq job is the wake-up alone (claim, start a task), never the transcode: its own short
+        # deadline bounds how long a dead worker's wake-up stays taken (in-progress key: this + 10 s).
+        "job_timeout": WAKE_TIMEOUT_S,
         "keep_result": 0,  # results live in PostgreSQL; arq's would only pile up in Redis
         "max_tries": 1000,  # attempts are counted in the row; arq's count must never drop a wake-up
         "job_serializer": dumps,
@@ -111,33 +212,75 @@ def worker_settings(settings: Settings, options: WorkerOptions) -> dict[str, Any
 def _startup(settings: Settings, options: WorkerOptions) -> Any:
     async def startup(ctx: dict[str, Any]) -> None:
         assert settings.database_url is not None and settings.redis_url is not None
+        worker: FluxWorker = ctx["worker"]
+        availability = worker.availability
+        # min_size=0: nothing connects here, so a PostgreSQL that is down or not there yet cannot stop
+        # the start (and asyncpg does not reconnect in the background, logging each failure).
         pool = await create_pool(
-            settings.database_url.get(), min_size=1, max_size=options.concurrency + 4,
+            settings.database_url.get(), min_size=0, max_size=settings.db_pool_size,
             application_name="fluxstudio-worker",
         )
         queue = Queue(redis_client(settings.redis_url.get(), options.queue_name), options.queue_name)
-        hub = ProgressHub(settings.redis_url.get())
+        hub = ProgressHub(settings.redis_url.get(), availability=availability)
         await hub.start()
         storage = open_storage(settings)
         tools = find_tools(settings.ffmpeg_path, settings.ffprobe_path)
-        w = WorkerContext(settings, options, pool, queue, hub, storage, tools)
+        w = WorkerContext(settings, options, pool, queue, hub, storage, tools, availability=availability)
+        w.launch = worker.launch
         ctx["flux"] = w
         # Beat before anything slow (the first reconcile), so a probe sees a starting worker as alive.
         heartbeat = ctx["heartbeat"] = Heartbeat(
             settings.home, queue.redis, queue_name=options.queue_name, concurrency=options.concurrency,
-            jobs_running=lambda: len(w.cancels),
+            jobs_running=lambda: len(w.running), availability=availability,
         )
         await heartbeat.beat()
         w.background.append(asyncio.create_task(heartbeat.run()))
+        await _probe_postgres(w)
+        reconcile_now = asyncio.Event()
+        w.background += [
+            asyncio.create_task(_watch_postgres(w)),
+            asyncio.create_task(_listen_for_cancels(w)),
+            asyncio.create_task(_reconcile_forever(w, reconcile_now)),
+        ]
+        if options.wake_on_publish:
+            w.background.append(asyncio.create_task(_listen_for_wakes(w, worker)))
+
+        def resume(dependency: str) -> None:
+            # Back from an outage: rows may have been left queued without a wake-up; repair, then poll.
+            reconcile_now.set()
+            worker.wake_up()
+
+        availability.on_back(resume)
         await hub.wait_connected(2.0)
         await _reconcile_once(w)  # a worker that starts repairs first: it may be replacing a dead one
-        w.background += [
-            asyncio.create_task(_listen_for_cancels(w)),
-            asyncio.create_task(_reconcile_forever(w)),
-        ]
+        worker.flux = w  # from here on it takes jobs
         log.info("worker_started", worker=w.name, concurrency=options.concurrency, queue=options.queue_name)
 
     return startup
+
+
+async def _probe_postgres(w: WorkerContext) -> bool:
+    try:
+        async with asyncio.timeout(POSTGRES_PROBE_TIMEOUT_S):
+            await w.pool.fetchval("SELECT 1")
+    except (*DB_ERRORS, TimeoutError) as exc:
+        w.availability.lost("postgres", exc)
+        return False
+    w.availability.back("postgres")
+    return True
+
+
+async def _watch_postgres(w: WorkerContext) -> None:
+    """Whoever noticed PostgreSQL is away reported it; this task probes it back with a bounded back-off."""
+
+    async def probe() -> None:
+        async with asyncio.timeout(POSTGRES_PROBE_TIMEOUT_S):
+            await w.pool.fetchval("SELECT 1")
+
+    while True:
+        await asyncio.sleep(RETRY_FIRST_S)
+        if w.availability.is_down("postgres"):
+            await w.availability.retry_until_up("postgres", probe)
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
@@ -152,7 +295,11 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
     await w.hub.aclose()
     await w.queue.aclose()
     await w.storage.aclose()
-    await w.pool.close()
+    try:
+        async with asyncio.timeout(POOL_CLOSE_TIMEOUT_S):
+            await w.pool.close()
+    except TimeoutError:  # a query stuck on a PostgreSQL that hangs must not hold up the exit
+        w.pool.terminate()
     log.info("worker_stopped", worker=w.name)
 
 
@@ -167,28 +314,18 @@ async def _listen_for_cancels(w: WorkerContext) -> None:
 
 async def _listen_for_wakes(w: WorkerContext, worker: FluxWorker) -> None:
     """Poll as soon as a job is enqueued. Many messages in a burst make one poll, not one each."""
-    pending = asyncio.Event()
-
-    async def receive() -> None:
-        async with w.hub.listen(wake_channel(w.options.queue_name)) as messages:
-            async for _ in messages:
-                pending.set()
-
-    receiver = asyncio.create_task(receive())
-    try:
-        while True:
-            await pending.wait()
-            pending.clear()
-            await worker.wake_up()
-    finally:
-        receiver.cancel()
-        await asyncio.gather(receiver, return_exceptions=True)
+    async with w.hub.listen(wake_channel(w.options.queue_name)) as messages:
+        async for _ in messages:
+            worker.wake_up()
 
 
-async def _reconcile_forever(w: WorkerContext) -> None:
+async def _reconcile_forever(w: WorkerContext, now: asyncio.Event) -> None:
     every = w.options.reconcile_every_s
     while True:
-        await asyncio.sleep(every * random.uniform(0.8, 1.0))  # jitter: workers do not fire together
+        with contextlib.suppress(TimeoutError):  # jitter: workers do not fire together
+            async with asyncio.timeout(every * random.uniform(0.8, 1.0)):
+                await now.wait()
+        now.clear()
         await _reconcile_once(w)
 
 
@@ -204,27 +341,26 @@ async def _reconcile_once(w: WorkerContext) -> None:
         pass
     try:
         done = await leases.reconcile(w.pool, w.queue)
-    except DB_ERRORS as exc:
-        log.warning("reconcile_failed", error=str(exc) or type(exc).__name__)
+    except (*DB_ERRORS, TimeoutError) as exc:
+        w.availability.lost("postgres", exc)  # logged once per outage; the next period tries again
         return
     if done.requeued or done.failed or done.rewoken:
         log.info("reconciled", requeued=done.requeued, failed=done.failed, rewoken=done.rewoken)
 
 
 async def serve(settings: Settings, options: WorkerOptions) -> int:
-    """Run one worker until it is stopped (SIGTERM/SIGINT, or its burst is done); returns jobs completed."""
+    """Run one worker until it is stopped (SIGTERM/SIGINT, or its burst is done); returns the number of
+    transcodes it ran to an outcome (succeeded, failed, retrying, cancelled)."""
     worker = FluxWorker(**worker_settings(settings, options))
-    waker: asyncio.Task[None] | None = None
+    worker.ctx["worker"] = worker
     health: HealthServer | None = None
     original_startup = worker.on_startup
 
     async def startup(ctx: dict[str, Any]) -> None:
-        nonlocal waker, health
+        nonlocal health
         await original_startup(ctx)
-        if options.wake_on_publish:
-            waker = asyncio.create_task(_listen_for_wakes(ctx["flux"], worker))
         if options.health_port is not None:
-            health = HealthServer(settings.home, worker, lambda: len(ctx["flux"].cancels))
+            health = HealthServer(settings.home, worker, lambda: len(ctx["flux"].running))
             await health.start(options.health_port)
 
     worker.on_startup = startup
@@ -237,13 +373,10 @@ async def serve(settings: Settings, options: WorkerOptions) -> int:
         if current is not None and current.cancelling():
             raise
     finally:
-        if waker is not None:
-            waker.cancel()
-            await asyncio.gather(waker, return_exceptions=True)
         if health is not None:
             await health.aclose()
         await worker.close()
-    return worker.jobs_complete
+    return worker.transcodes_done
 
 
 def run_worker(
@@ -257,7 +390,7 @@ def run_worker(
     """Block running one worker process; the entry point of `fluxstudio worker` and `python -m workers`.
 
     `tuning` takes any other WorkerOptions field (lease_s, reconcile_every_s, queue_name, ...).
-    Returns the number of jobs arq completed.
+    Returns the number of transcodes run to an outcome.
     """
     options = WorkerOptions(
         concurrency=concurrency or settings.worker_concurrency, burst=burst, grace_s=grace_s, **tuning

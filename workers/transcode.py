@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 import structlog
+from arq.worker import Retry
 
 from fluxstudio.errors import FluxError, Invalid, MediaError, NotFound, Unavailable, UnreadableMedia
 from fluxstudio.log import get_logger
@@ -35,21 +36,52 @@ log = get_logger()
 _UPLOADS_AT_ONCE = 8
 #: What a database that went away raises through asyncpg.
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+#: The subset that means "PostgreSQL is away" rather than "this query is wrong".
+DB_DOWN = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+)
 
 
 class Stop(Exception):
     """The job must stop without a result of ours: it was cancelled or is no longer ours to run."""
 
 
+#: How long taking a wake-up may last (claim the row, start the task). It is also the arq job's
+#: timeout, so a worker that dies holding a wake-up releases it within this + 10 s (arq's in-progress
+#: key), whatever JOB_TIMEOUT_SECONDS is: the transcode itself runs outside the arq job.
+WAKE_TIMEOUT_S = 20
+#: A wake-up taken while PostgreSQL is away goes back to the queue for this long.
+CLAIM_RETRY_S = 5
+
+
 async def run_job(ctx: dict[str, Any], job_id: str) -> str:
-    """arq's entry point. The arq job only says "look at row `job_id`": the row decides."""
+    """arq's entry point: one wake-up. The arq job only says "look at row `job_id`": the row decides.
+
+    It claims the row and hands the claim to a task of the worker's own, then ends, so the wake-up
+    leaves Redis as soon as the row is ours. A duplicate wake-up (API retry, reconciler) is harmless:
+    the claim is `WHERE status = 'queued'`, one claimer wins, and every later write is fenced by the
+    attempt number it got.
+    """
     w: WorkerContext = ctx["flux"]
-    claim = await leases.claim_job(w.pool, job_id, worker=w.name, lease_s=w.options.lease_s)
+    if w.options.on_wake_up is not None:
+        w.options.on_wake_up(job_id)
+    started = time.perf_counter()
+    try:
+        claim = await leases.claim_job(w.pool, job_id, worker=w.name, lease_s=w.options.lease_s)
+    except DB_ERRORS as exc:
+        w.availability.lost("postgres", exc)
+        raise Retry(defer=CLAIM_RETRY_S) from None  # the wake-up stays queued; nothing is lost
+    w.availability.back("postgres")
     if claim is None:
         return "not queued"
     with structlog.contextvars.bound_contextvars(job_id=job_id, attempt=claim.attempt):
-        log.info("job_claimed", asset_id=claim.asset_id, worker=w.name)
-        return await Transcode(w, claim).run()
+        claim_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info("job_claimed", asset_id=claim.asset_id, worker=w.name, claim_ms=claim_ms)
+        w.launch(claim)  # the task inherits the bound job id and attempt for its log lines
+    return "claimed"
 
 
 class Transcode:
@@ -141,10 +173,11 @@ class Transcode:
                 ours = await leases.renew_lease(self.w.pool, self.claim.job_id, self.claim.attempt, lease_s)
             except DB_ERRORS as exc:
                 # PostgreSQL is away: keep working while the lease may still be ours, then give up.
-                log.warning("lease_renewal_failed", error=str(exc) or type(exc).__name__)
+                self.w.availability.lost("postgres", exc)  # logged once for the process, not per renewal
                 if time.monotonic() - unrenewed_since > lease_s:
                     return "lease_lost"
                 continue
+            self.w.availability.back("postgres")
             if not ours:
                 return "lease_lost"
             unrenewed_since = time.monotonic()
@@ -222,6 +255,9 @@ class Transcode:
         elif isinstance(exc, TimeoutError):
             limit = self.w.settings.job_timeout_seconds
             error, retry = JobError(code="timeout", message=f"the job ran longer than {limit} s"), False
+        elif isinstance(exc, DB_DOWN):
+            self.w.availability.lost("postgres", exc)
+            error, retry = JobError(code="database_unavailable", message="PostgreSQL went away"), True
         elif isinstance(exc, MediaError | Unavailable):
             error, retry = JobError(code=exc.code, message=str(exc)), getattr(exc, "retryable", True)
         else:

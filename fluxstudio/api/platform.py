@@ -32,7 +32,6 @@ from fluxstudio.queue import ProgressHub, Queue
 from fluxstudio.storage import Storage, open_storage
 from fluxstudio.studio.media_urls import MediaUrls
 
-POOL_MAX_SIZE = 10
 #: Short: a request waiting on a dead PostgreSQL should fail fast with 503, not hang for the default 10 s.
 CONNECT_TIMEOUT_S = 5.0
 STARTUP_PROBE_TIMEOUT_S = 5.0
@@ -164,7 +163,7 @@ async def _open_pool(settings: Settings) -> asyncpg.Pool:
     return await create_pool(
         settings.database_url.get(),
         min_size=0,
-        max_size=POOL_MAX_SIZE,
+        max_size=settings.db_pool_size,
         connect_timeout=CONNECT_TIMEOUT_S,
         application_name="fluxstudio-api",
     )

@@ -11,8 +11,9 @@ its own for answers. A message is `kind | replica id (16 bytes) | room (length-p
 Redis echoes our own publishes back to us; they are recognised by the replica id and dropped, and what
 arrives from the relay is never published again, so there are no loops. Publishing is batched: what
 gathers while a round trip is in flight goes out in one pipeline, a room's updates merged into one.
-Redis down: nothing is relayed (each replica still serves and stores its own clients), logged once;
-the first resync after it is back repairs the gap.
+Redis down or hung (every command has a socket timeout; the listener PINGs and gives up on silence):
+nothing is relayed (each replica still serves and stores its own clients), logged once; the first
+resync after it is back repairs the gap.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pycrdt import Decoder, merge_updates, write_message
 
 from fluxstudio.collab.logs import log
 from fluxstudio.collab.room import RELAY, Room
-from fluxstudio.queue import REDIS_ERRORS, redis_client
+from fluxstudio.queue import REDIS_ERRORS, pump, redis_client
 
 RESYNC_EVERY_S = 5.0
 JOIN_TIMEOUT_S = 2.0
@@ -163,10 +164,7 @@ class Relay:
                 for joined in self._joined.values():
                     joined.clear()
                 await pubsub.subscribe(self._own, *map(room_channel, self._joined))
-            while True:
-                message = await pubsub.get_message(timeout=5.0)
-                if message is not None:
-                    self._dispatch(message)
+            await pump(pubsub, self._dispatch)  # raises once Redis stops answering, even if it hangs
         finally:
             self._pubsub = None
             with contextlib.suppress(*REDIS_ERRORS, RuntimeError):

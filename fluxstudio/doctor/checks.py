@@ -24,7 +24,7 @@ from fluxstudio.db.migrations import head_revision
 from fluxstudio.db.pool import connect, describe
 from fluxstudio.doctor.report import FAIL, OK, WARN, Check
 from fluxstudio.errors import FluxError
-from fluxstudio.heartbeat import Beat, read_fleet
+from fluxstudio.heartbeat import MAX_AGE_S, Beat, read_fleet, read_local
 from fluxstudio.media import find_tools
 from fluxstudio.queue import DEFAULT_QUEUE, redis_client
 from fluxstudio.storage import open_storage
@@ -149,7 +149,16 @@ async def check_redis(settings: Settings) -> RedisFacts:
     return facts
 
 
-def check_workers(redis: RedisFacts, database: DatabaseFacts) -> Check:
+def check_workers(redis: RedisFacts, database: DatabaseFacts, local: list[Beat] | None = None) -> Check:
+    """The fleet from Redis; `local` (this machine's heartbeat files) answers when Redis cannot."""
+    now = time.time()
+    waiting = [b for b in (redis.workers if redis.reachable else local or []) if b.age_s(now) <= MAX_AGE_S
+               and b.waiting_for is not None]
+    if waiting:
+        shown = "; ".join(f"worker {b.worker} up, {b.waiting_line(now)}" for b in waiting[:SHOWN_WORKERS])
+        more = len(waiting) - SHOWN_WORKERS
+        detail = shown + (f" and {more} more" if more > 0 else "")
+        return Check("workers", WARN, detail, "they resume by themselves once it answers: fix the dependency")
     if not redis.reachable:
         return Check("workers", WARN, "not checked: heartbeats live in Redis, which is unreachable")
     queued = database.jobs.queue_depth if database.jobs is not None else 0
@@ -163,7 +172,6 @@ def check_workers(redis: RedisFacts, database: DatabaseFacts) -> Check:
             "workers", WARN, "no live worker heartbeat (fine if workers scale to zero when idle)",
             "start a worker (`fluxstudio worker`) before sending jobs",
         )
-    now = time.time()
     shown = ", ".join(
         f"{b.worker} ({b.age_s(now):.0f} s ago, {b.jobs_running}/{b.concurrency} running)"
         for b in redis.workers[:SHOWN_WORKERS]
@@ -276,7 +284,7 @@ async def run_checks(settings: Settings, component: str) -> list[Check]:
         check_postgres(settings), check_redis(settings), check_storage(settings), check_ffmpeg(settings)
     )
     checks: list[Any] = [*database.checks, *redis.checks, *storage, *ffmpeg]
-    checks += [check_workers(redis, database), check_queue(database)]
+    checks += [check_workers(redis, database, read_local(settings.home)), check_queue(database)]
     if component != "worker":
         checks.append(check_mcp(settings))
     return checks

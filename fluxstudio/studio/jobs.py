@@ -18,7 +18,9 @@ hand-backs and the attempts a job has used are `attempt - released`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Awaitable
 
 import asyncpg
 
@@ -37,7 +39,33 @@ JOB_COLUMNS = (
 )
 _OWNED = "JOIN assets a ON a.id = j.asset_id JOIN projects p ON p.id = a.project_id"
 
+#: How long a request waits for Redis after its row is committed (the wake-up, a cancel message). A
+#: Redis that hangs must not hang the request: what did not get through by then finishes in the
+#: background or is left to the reconciler, which wakes every queued row Redis lacks.
+REDIS_BUDGET_S = 1.0
+
 log = get_logger()
+_late: set[asyncio.Task[object]] = set()  # Redis calls still going after their budget ran out
+
+
+async def within_budget(call: Awaitable[object], what: str, job_id: str) -> bool:
+    """Run `call` for at most REDIS_BUDGET_S; True if it finished in time (whatever it returned or
+    raised is its own business). Left running, it finishes on its own: every Redis command has a socket
+    timeout, so nothing is left behind for long."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=REDIS_BUDGET_S)
+    if done:
+        return True
+    log.warning("redis_slow", job_id=job_id, waiting_for=what, left_to="the background and the reconciler")
+    _late.add(task)
+    task.add_done_callback(_forget)
+    return False
+
+
+def _forget(task: asyncio.Task[object]) -> None:
+    _late.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log "exception was never retrieved"
 
 
 def job_from_row(row: asyncpg.Record) -> Job:
@@ -131,7 +159,7 @@ async def create_job(
             )
     job = job_from_row(row)
     if job.status == "queued":  # a retried request re-wakes too: the wake-up collapses if it exists
-        await wake(queue, job.id, row["attempt"])
+        await within_budget(wake(queue, job.id, row["attempt"]), "wake-up", job.id)
     return job
 
 
@@ -185,10 +213,14 @@ async def cancel_job(pool: asyncpg.Pool, queue: Queue | None, user: User, job_id
     job = job_from_row(row)
     log.info("job_cancelled", job_id=job_id, was=row["was"])
     if row["was"] == "running" and queue is not None:
-        with contextlib.suppress(Unavailable):
-            await queue.request_cancel(job_id)
-    await announce(queue, job)
+        await within_budget(_request_cancel(queue, job_id), "cancel message", job_id)
+    await within_budget(announce(queue, job), "status event", job_id)
     return job
+
+
+async def _request_cancel(queue: Queue, job_id: str) -> None:
+    with contextlib.suppress(Unavailable):
+        await queue.request_cancel(job_id)
 
 
 async def _settle_asset(connection: asyncpg.Connection, asset_id: str) -> None:

@@ -218,9 +218,10 @@ async def reconcile(pool: asyncpg.Pool, queue: Queue | None, *, batch: int = 500
     """Repair what Redis and dead workers leave behind. Safe to run anywhere, any time, concurrently.
 
     A running row whose lease has expired belongs to a worker that died or hung: back to `queued` (the
-    attempt counts), or `failed` once the job is out of attempts. A queued row whose wake-up Redis does
-    not hold (flushed, restarted without persistence, down when the job was created) is woken again,
-    deferred until its back-off ends.
+    attempt counts), or `failed` once the job is out of attempts. Every queued row whose wake-up Redis
+    does not hold (flushed, restarted without persistence, down or hung when the job was created) is
+    woken again, deferred until its back-off ends; the rows are read `batch` at a time, oldest first,
+    and checked against Redis one pipelined round trip per batch.
     """
     async with pool.acquire() as connection, connection.transaction():
         if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", RECONCILE_LOCK_KEY):
@@ -237,24 +238,41 @@ async def reconcile(pool: asyncpg.Pool, queue: Queue | None, *, batch: int = 500
         for row in expired:
             if row["status"] == "failed":
                 await _fail_asset(connection, row["asset_id"], JobError(**row["error"]))
-        queued = await connection.fetch(
-            "SELECT id, attempt, greatest(0, extract(epoch FROM run_after - now()))::float8 AS wait_s"
-            " FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT $1",
-            batch,
-        )
     jobs = [job_from_row(row) for row in expired]
     for job in jobs:
         log.warning("job_lease_expired", job_id=job.id, status=job.status)
         await announce(queue, job)
-    rewoken = 0
-    try:
-        for row in queued:
-            if queue is not None and not await queue.holds(row["id"], row["attempt"]):
-                await queue.wake(row["id"], row["attempt"], defer_s=row["wait_s"] or None)
-                rewoken += 1
-    except Unavailable:
-        pass  # the next run, once Redis is back, wakes them
+    rewoken = await _rewake_queued(pool, queue, batch) if queue is not None else 0
     if rewoken:
         log.info("jobs_rewoken", count=rewoken)
     failed = sum(job.status == "failed" for job in jobs)
     return Reconciled(requeued=len(jobs) - failed, failed=failed, rewoken=rewoken)
+
+
+async def _rewake_queued(pool: asyncpg.Pool, queue: Queue, batch: int) -> int:
+    """Wake every queued row whose wake-up Redis lacks; stops quietly if Redis is away (the next run,
+    once it is back, finishes the work)."""
+    rewoken = 0
+    after: tuple[Any, str] | None = None
+    try:
+        while True:
+            rows = await pool.fetch(
+                "SELECT id, attempt, created_at,"
+                " greatest(0, extract(epoch FROM run_after - now()))::float8 AS wait_s"
+                " FROM jobs WHERE status = 'queued'"
+                " AND ($1::timestamptz IS NULL OR (created_at, id) > ($1::timestamptz, $2::text))"
+                " ORDER BY created_at, id LIMIT $3",
+                after[0] if after else None,
+                after[1] if after else "",
+                batch,
+            )
+            held = await queue.holding([(row["id"], row["attempt"]) for row in rows])
+            for row, present in zip(rows, held, strict=True):
+                if not present:
+                    await queue.wake(row["id"], row["attempt"], defer_s=row["wait_s"] or None)
+                    rewoken += 1
+            if len(rows) < batch:
+                return rewoken
+            after = (rows[-1]["created_at"], rows[-1]["id"])
+    except Unavailable:
+        return rewoken

@@ -38,10 +38,15 @@ class Availability:
     def __init__(self) -> None:
         self._down: dict[str, Outage] = {}
         self._on_back: list[Callable[[str], None]] = []
+        self._on_change: list[Callable[[str], None]] = []
 
     def on_back(self, callback: Callable[[str], None]) -> None:
         """Call `callback(dependency)` whenever a dependency comes back (resume polling, reconcile)."""
         self._on_back.append(callback)
+
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(dependency)` when a dependency is lost or back (the heartbeat beats at once)."""
+        self._on_change.append(callback)
 
     def lost(self, dependency: str, error: BaseException | str) -> None:
         if dependency in self._down:
@@ -50,13 +55,15 @@ class Availability:
         reason = reason or type(error).__name__
         self._down[dependency] = Outage(dependency, time.time(), reason)
         log.warning(f"{dependency}_unavailable", error=reason, waiting="retrying with back-off")
+        for callback in self._on_change:
+            callback(dependency)
 
     def back(self, dependency: str) -> None:
         outage = self._down.pop(dependency, None)
         if outage is None:
             return
         log.info(f"{dependency}_restored", after_s=round(time.time() - outage.since, 1))
-        for callback in self._on_back:
+        for callback in (*self._on_change, *self._on_back):
             callback(dependency)
 
     def is_down(self, dependency: str) -> bool:

@@ -178,6 +178,9 @@ class Heartbeat:
         self.worker = f"{self.host}:{self.pid}"
         self.started_at = time.time()
         self._redis_down = False
+        self._poke = asyncio.Event()
+        if availability is not None:
+            availability.on_change(lambda dependency: self.poke())
 
     def beat_now(self) -> Beat:
         outage = self.availability.waiting() if self.availability is not None else None
@@ -219,12 +222,24 @@ class Heartbeat:
             elif self._redis_down:
                 log.info("heartbeat_redis_restored")
             self._redis_down = False
+        outage = self.availability.waiting() if self.availability is not None else None
+        if (outage.dependency if outage else None) != beat.waiting_for:
+            beat = self.beat_now()  # what it waits for changed during this beat: say it now
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(write_local, self.home, beat)
         return beat
+
+    def poke(self) -> None:
+        """Beat now rather than at the next interval (what the worker waits for has changed)."""
+        self._poke.set()
 
     async def run(self) -> None:
         while True:
             await self.beat()
-            await asyncio.sleep(self.interval_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s):
+                    await self._poke.wait()
+            self._poke.clear()
 
     async def stop(self) -> None:
         """A worker that stops cleanly says so at once, rather than looking alive for another minute."""

@@ -152,8 +152,8 @@ async def check_redis(settings: Settings) -> RedisFacts:
 def check_workers(redis: RedisFacts, database: DatabaseFacts, local: list[Beat] | None = None) -> Check:
     """The fleet from Redis; `local` (this machine's heartbeat files) answers when Redis cannot."""
     now = time.time()
-    waiting = [b for b in (redis.workers if redis.reachable else local or []) if b.age_s(now) <= MAX_AGE_S
-               and b.waiting_for is not None]
+    seen = {b.worker: b for b in (local or [])} | {b.worker: b for b in redis.workers}
+    waiting = [b for b in seen.values() if b.age_s(now) <= MAX_AGE_S and b.waiting_for is not None]
     if waiting:
         shown = "; ".join(f"worker {b.worker} up, {b.waiting_line(now)}" for b in waiting[:SHOWN_WORKERS])
         more = len(waiting) - SHOWN_WORKERS

@@ -36,8 +36,8 @@ async def test_job_creation_answers_in_time_while_redis_hangs_and_the_jobs_run_a
 ) -> None:
     env = {**api_env, "REDIS_URL": private_redis.url}
     server = start_api(env)
-    worker = start_worker({**env, "FFMPEG_PRESET": "ultrafast", "FFMPEG_THREADS": "1", "LOG_FORMAT": "console"},
-                          "--lease", "3", "--reconcile-every", "1")
+    worker_env = {**env, "FFMPEG_PRESET": "ultrafast", "FFMPEG_THREADS": "1", "LOG_FORMAT": "console"}
+    worker = start_worker(worker_env, "--lease", "3", "--reconcile-every", "1")
     await wait_for(lambda: "worker_started" in worker.log(), 60, "the worker to start")
     user = await make_user("hang", server=server)
     body = api_clip.read_bytes()
@@ -56,8 +56,9 @@ async def test_job_creation_answers_in_time_while_redis_hangs_and_the_jobs_run_a
             created = await client.post(f"/api/v1/assets/{asset_id}/jobs", json={})
             create_s = time.monotonic() - started
             started = time.monotonic()
-            uploaded = await client.post(f"/api/v1/projects/{project}/assets?filename=b.mp4&transcode=true",
-                                         content=body)
+            uploaded = await client.post(
+                f"/api/v1/projects/{project}/assets?filename=b.mp4&transcode=true", content=body
+            )
             upload_paused_s = time.monotonic() - started
         finally:
             os.kill(private_redis.proc.pid, signal.SIGCONT)

@@ -46,7 +46,11 @@ def worker_check(home: Path) -> subprocess.CompletedProcess[str]:
     env.update(FLUXSTUDIO_HOME=str(home), PYTHONPATH=str(REPO))
     return subprocess.run(
         [sys.executable, "-m", "fluxstudio", "worker", "--check"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=30,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -54,7 +58,10 @@ def doctor_workers_line(env: Mapping[str, str]) -> str:
     """The detail of doctor's `workers` check, run as an operator would, beside the worker."""
     done = subprocess.run(
         [sys.executable, "-m", "fluxstudio", "doctor", "--component", "worker", "--json"],
-        env={**os.environ, **env, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     report = json.loads(done.stdout)
@@ -127,7 +134,8 @@ async def _outage_story(
     if not at_start:
         down()
     await wait_for(
-        lambda: beat_of(home, worker.pid).get("waiting_for") == dependency, 30,
+        lambda: beat_of(home, worker.pid).get("waiting_for") == dependency,
+        30,
         f"the heartbeat to say it waits for {dependency}",
     )
     assert _alive(worker), worker.log()[-3000:]
@@ -176,8 +184,16 @@ async def test_a_worker_waits_for_redis_and_then_runs_what_came_meanwhile(
             await queue.aclose()
 
     await _outage_story(
-        dependency="redis", down=stoppable_redis.stop, up=stoppable_redis.start, at_start=at_start,
-        env=env, home=home, pool=pool, create=create, start_worker=start_worker, queue_name=queue_name,
+        dependency="redis",
+        down=stoppable_redis.stop,
+        up=stoppable_redis.start,
+        at_start=at_start,
+        env=env,
+        home=home,
+        pool=pool,
+        create=create,
+        start_worker=start_worker,
+        queue_name=queue_name,
     )
 
 
@@ -208,8 +224,16 @@ async def test_a_worker_waits_for_postgres_and_then_runs_what_came_meanwhile(
         return await jobs.create_job(pool, queue, owner, asset_id, JobOptions(), max_attempts=3)
 
     await _outage_story(
-        dependency="postgres", down=proxy.cut, up=proxy.restore, at_start=at_start,
-        env=env, home=home, pool=pool, create=create, start_worker=start_worker, queue_name=queue_name,
+        dependency="postgres",
+        down=proxy.cut,
+        up=proxy.restore,
+        at_start=at_start,
+        env=env,
+        home=home,
+        pool=pool,
+        create=create,
+        start_worker=start_worker,
+        queue_name=queue_name,
     )
 
 
@@ -217,8 +241,12 @@ async def test_ups_supervised_worker_waits_for_redis_instead_of_crash_looping(
     private_redis: PrivateRedis, migrated_database_url: str, media_root: Path, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    env = {**os.environ, **worker_environ(migrated_database_url, private_redis.url, media_root),
-           "FLUXSTUDIO_HOME": str(home), "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        **worker_environ(migrated_database_url, private_redis.url, media_root),
+        "FLUXSTUDIO_HOME": str(home),
+        "PYTHONPATH": str(REPO),
+    }
     private_redis.stop()
     supervisor = WorkerSupervisor(1, env)
     await supervisor.start()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,19 +52,25 @@ async def test_a_worker_killed_between_wake_up_and_claim_delays_the_job_under_a_
     env = worker_environ(migrated_database_url, redis_url, media_root, JOB_TIMEOUT_SECONDS="7200")
     log_path = tmp_path / "doomed.log"
     with log_path.open("wb") as log:
-        doomed = subprocess.Popen(
-            [sys.executable, "-m", "tests.fixtures.doomed_worker", queue_name],
-            env={**os.environ, **env, "PYTHONPATH": str(REPO)}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        doomed = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.fixtures.doomed_worker",
+            queue_name,
+            env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+            stdout=log,
+            stderr=log,
         )
     try:
         await wait_for(lambda: "worker_started" in log_path.read_text(), 60, "the doomed worker to start")
         job = await jobs.create_job(pool, queue, owner, asset_id, JobOptions(), max_attempts=3)
-        assert await asyncio.to_thread(doomed.wait, 60) == -signal.SIGKILL
+        assert await asyncio.wait_for(doomed.wait(), 60) == -signal.SIGKILL
         killed_at = time.monotonic()
     finally:
-        if doomed.poll() is None:
+        if doomed.returncode is None:
             doomed.kill()
-            doomed.wait(10)
+            await doomed.wait()
     text = log_path.read_text()
     assert "doomed_worker_dies" in text and "job_claimed" not in text
     row = await pool.fetchrow("SELECT status, attempt FROM jobs WHERE id = $1", job.id)

@@ -125,10 +125,8 @@ class FluxWorker(Worker):
                 task.result()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        # Waiting wake-ups are read oldest first; racing workers would all try the same few, so each
-        # tries them in its own order. Stop as soon as the slots are full.
-        job_ids = list(job_ids)
-        random.shuffle(job_ids)
+        # Oldest first, as arq reads them, one at a time so that we stop as soon as the slots are full
+        # (a wake-up another worker took meanwhile is skipped by arq in three commands).
         for job_id in job_ids:
             if self.free_slots() <= 0:
                 return

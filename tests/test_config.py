@@ -35,6 +35,13 @@ def test_good_settings_load_into_a_frozen_object_with_secrets_wrapped() -> None:
         settings.worker_concurrency = 3  # type: ignore[misc]
 
 
+def test_fleet_settings_have_documented_defaults_and_can_be_set() -> None:
+    defaults = load_settings("worker", GOOD)
+    assert (defaults.worker_concurrency, defaults.worker_poll_delay_seconds, defaults.db_pool_size) == (1, 1.0, 10)
+    tuned = load_settings("worker", {**GOOD, "WORKER_POLL_DELAY_SECONDS": "2.5", "DB_POOL_SIZE": "4"})
+    assert (tuned.worker_poll_delay_seconds, tuned.db_pool_size) == (2.5, 4)
+
+
 def test_postgres_scheme_and_unix_redis_are_accepted() -> None:
     settings = load_settings(
         "api", {"DATABASE_URL": "postgres://u@localhost/db", "REDIS_URL": "unix:///run/redis/redis.sock"}
@@ -78,6 +85,9 @@ def test_an_empty_variable_is_called_out_as_an_unapplied_deploy_variable() -> No
         ("MAX_UPLOAD_BYTES", "lots", "not a whole number"),
         ("MAX_UPLOAD_BYTES", "0", "between"),
         ("WORKER_CONCURRENCY", "2.5", "not a whole number"),
+        ("WORKER_POLL_DELAY_SECONDS", "soon", "not a number"),
+        ("WORKER_POLL_DELAY_SECONDS", "nan", "between 0.05 and 60"),
+        ("DB_POOL_SIZE", "0", "between 1 and 1000"),
         ("JOB_MAX_ATTEMPTS", "-1", "between"),
         ("LOG_FORMAT", "xml", "one of json, console"),
         ("FFMPEG_PRESET", "warp", "one of ultrafast"),

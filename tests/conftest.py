@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.jobs",
     "tests.fixtures.platform",
+    "tests.fixtures.js",
+    "tests.fixtures.reports",
 ]

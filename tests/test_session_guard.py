@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-LEAKY = '''
+LEAKY = """
 import asyncio
 import gc
 import sys
@@ -36,7 +36,7 @@ def test_leaks_transports() -> None:
 
 def test_after_it() -> None:
     pass
-'''
+"""
 
 
 def test_a_leaky_failure_does_not_end_the_session(tmp_path: Path) -> None:

@@ -22,10 +22,13 @@ from fluxstudio.log import configure_logging
 EXIT_OK, EXIT_FAILED, EXIT_SETTINGS = 0, 1, 2
 
 
-def _settings_for(command: str, component: str) -> Settings:
-    """Load settings or stop the process with one line per problem and exit status 2."""
+def _settings_for(command: str, component: str, flags: dict[str, str | None] | None = None) -> Settings:
+    """Load settings or stop the process with one line per problem and exit status 2.
+
+    `flags` are the values of flags that stand for a variable (`upload --server`); they win.
+    """
     try:
-        settings = load_settings(component)
+        settings = load_settings(component, flags=flags)
     except SettingsError as exc:
         for problem in exc.problems:
             print(f"fluxstudio {command}: {problem}", file=sys.stderr)
@@ -145,14 +148,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    settings = _settings_for("upload", "upload")
+    flags = {"FLUXSTUDIO_SERVER": args.server, "FLUXSTUDIO_TOKEN": args.token}
+    settings = _settings_for("upload", "upload", flags)
     from fluxstudio.commands.upload import upload_file
 
-    return _run(
-        upload_file(
-            settings, args.file, project=args.project, wait=args.wait, server=args.server, token=args.token
-        )
-    )
+    return _run(upload_file(settings, args.file, project=args.project, wait=args.wait))
 
 
 def build_parser() -> argparse.ArgumentParser:

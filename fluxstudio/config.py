@@ -41,9 +41,12 @@ FLAGS = {"FLUXSTUDIO_SERVER": "--server", "FLUXSTUDIO_TOKEN": "--token"}
 
 #: Where an unset variable usually comes from, said in the "is not set" line.
 UNSET_HINTS = {
-    "FLUXSTUDIO_SERVER": "pass --server URL, or start `fluxstudio up` on this machine",
+    "FLUXSTUDIO_SERVER": "pass --server URL --token T, or start `fluxstudio up` on this machine",
     "FLUXSTUDIO_TOKEN": "pass --token T, or start `fluxstudio up` on this machine",
 }
+
+#: A variable whose absence is only worth a line once its partner is set (the server's hint covers both).
+REPORTED_AFTER = {"FLUXSTUDIO_TOKEN": "FLUXSTUDIO_SERVER"}
 
 #: Components that read or write media objects, so S3 credentials matter to them.
 USES_STORAGE = {"api", "worker", "doctor"}
@@ -235,7 +238,7 @@ def load_settings(
         if name not in env and record is not None and record.stale and name in record.settings
     ]
     for name in REQUIRED[component]:
-        if name not in stale:
+        if name not in stale and REPORTED_AFTER.get(name, name) in env:
             reader.require(name)
     if stale and record is not None:
         verb = "is" if len(stale) == 1 else "are"

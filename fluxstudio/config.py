@@ -238,7 +238,7 @@ def load_settings(
         if name not in env and record is not None and record.stale and name in record.settings
     ]
     for name in REQUIRED[component]:
-        if name not in stale and REPORTED_AFTER.get(name, name) in env:
+        if name not in stale and (name not in REPORTED_AFTER or REPORTED_AFTER[name] in env):
             reader.require(name)
     if stale and record is not None:
         verb = "is" if len(stale) == 1 else "are"

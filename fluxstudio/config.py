@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -45,8 +45,9 @@ UNSET_HINTS = {
     "FLUXSTUDIO_TOKEN": "pass --token T, or start `fluxstudio up` on this machine",
 }
 
-#: A variable whose absence is only worth a line once its partner is set (the server's hint covers both).
-REPORTED_AFTER = {"FLUXSTUDIO_TOKEN": "FLUXSTUDIO_SERVER"}
+#: A token belongs to its server: its absence is worth a line only once the server is set (the server's
+#: hint covers both), and a running `up`'s token is used only with that `up`'s own URL, never sent elsewhere.
+PAIRED = {"FLUXSTUDIO_TOKEN": "FLUXSTUDIO_SERVER"}
 
 #: Components that read or write media objects, so S3 credentials matter to them.
 USES_STORAGE = {"api", "worker", "doctor"}
@@ -199,18 +200,28 @@ class Environment(dict[str, str]):
     up: UpRecord | None = None
 
 
-def environment(component: str, env_file: Path | None = Path(".env")) -> Environment:
+def environment(
+    component: str, env_file: Path | None = Path(".env"), *, given: Collection[str] = ()
+) -> Environment:
     """The environment over `.env` over a running `up`'s record, for what `component` needs and lacks.
 
-    `up` itself never reads a record. A stale record supplies nothing; `load_settings` then says why.
+    `given` names variables that flags supply. `up` itself never reads a record. A stale record supplies
+    nothing; `load_settings` then says why.
     """
     env = Environment(read_environment(env_file))
-    missing = [name for name in REQUIRED[component] if name not in env]
+    missing = [name for name in REQUIRED[component] if name not in env and name not in given]
     if component == "up" or not missing:
         return env
     env.up = read_record(_home(env))
     if env.up is not None and env.up.stale is None:
-        env.update({name: env.up.settings[name] for name in missing if name in env.up.settings})
+        supplied = env.up.settings
+        env.update(
+            {
+                name: supplied[name]
+                for name in missing
+                if name in supplied and (name not in PAIRED or PAIRED[name] in missing)
+            }
+        )
     return env
 
 
@@ -226,9 +237,9 @@ def load_settings(
     Without `environ`, the layers of `environment(component)` are read; `flags` maps a variable to the
     value of the flag that stands for it (None when the flag was not given) and wins over everything.
     """
-    environ = environment(component) if environ is None else environ
-    env = dict(environ)
     given = {name: value for name, value in (flags or {}).items() if value is not None}
+    environ = environment(component, given=given) if environ is None else environ
+    env = dict(environ)
     env.update(given)
     reader = _Reader(env, component, flags=frozenset(given))
     record: UpRecord | None = getattr(environ, "up", None)
@@ -238,7 +249,7 @@ def load_settings(
         if name not in env and record is not None and record.stale and name in record.settings
     ]
     for name in REQUIRED[component]:
-        if name not in stale and (name not in REPORTED_AFTER or REPORTED_AFTER[name] in env):
+        if name not in stale and (name not in PAIRED or PAIRED[name] in env):
             reader.require(name)
     if stale and record is not None:
         verb = "is" if len(stale) == 1 else "are"

@@ -220,3 +220,13 @@ def test_a_stale_record_is_one_line_and_exit_2(tmp_path: Path, live_pid: bool) -
     # An explicit setting still wins over a stale record: it is not even looked at.
     explicit = fluxstudio("upload", "clip.mp4", "--server", url, "--token", "fs_t", cwd=tmp_path)
     assert explicit.returncode == 1 and "cannot reach the server" in explicit.stderr, explicit.stderr
+
+
+@pytest.mark.slow
+def test_ups_token_is_never_sent_to_another_server(up: Up) -> None:
+    (up.folder / "x.mp4").write_bytes(b"x")
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    run = fluxstudio("upload", "x.mp4", "--server", elsewhere, cwd=up.folder)
+    assert run.returncode == 2
+    [line] = run.stderr.splitlines()
+    assert line.startswith("fluxstudio upload: FLUXSTUDIO_TOKEN (needed by upload): is not set")

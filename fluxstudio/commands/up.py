@@ -59,14 +59,14 @@ def run_up(settings: Settings, options: UpOptions) -> int:
     with listener, EmbeddedServices(settings.home) as services:
         env = dict(os.environ)
         env["FLUXSTUDIO_HOME"] = str(settings.home)
-        embedded: dict[str, str] = {}
-        if settings.database_url is None:
-            embedded["DATABASE_URL"] = services.start_postgres()
-        if settings.redis_url is None:
-            embedded["REDIS_URL"] = services.start_redis()
-        env["DATABASE_URL"] = embedded.get("DATABASE_URL") or settings.database_url.get()  # type: ignore[union-attr]
-        env["REDIS_URL"] = embedded.get("REDIS_URL") or settings.redis_url.get()  # type: ignore[union-attr]
+        env["DATABASE_URL"] = (
+            settings.database_url.get() if settings.database_url else services.start_postgres()
+        )
+        env["REDIS_URL"] = settings.redis_url.get() if settings.redis_url else services.start_redis()
         env["STORAGE_URL"] = settings.storage_url
+        # What `up` started itself goes in its record; a URL the user set is theirs to give other commands.
+        configured = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+        embedded = {name: env[name] for name, value in configured.items() if value is None}
         api_settings = load_settings("api", env)
         console.print("migrating the database")
         upgrade(env["DATABASE_URL"])
@@ -257,8 +257,10 @@ class WorkerSupervisor:
             log.info("worker_started", index=index, pid=process.pid)
             started = asyncio.get_running_loop().time()
             assert process.stderr is not None
-            await _relay(process.stderr)
+            relay = asyncio.create_task(_relay(process.stderr))
             code = await process.wait()
+            with contextlib.suppress(TimeoutError):  # a grandchild may hold the pipe; do not wait on it
+                await asyncio.wait_for(relay, 5)
             if self.stopping:
                 return
             if asyncio.get_running_loop().time() - started > 60:

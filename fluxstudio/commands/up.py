@@ -28,6 +28,7 @@ from pathlib import Path
 
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 
 from fluxstudio.config import Settings, load_settings
 from fluxstudio.db.migrations import upgrade
@@ -206,14 +207,15 @@ async def _demo(settings: Settings, url: str, token: str, console: Console) -> N
             result = await upload_and_follow(client, clip, project="demo", wait=True, console=console)
     except Exception as exc:
         log.error("demo_failed", error=str(exc))
-        console.print(f"[red]demo failed: {exc}[/red]")
+        console.print(f"[red]demo failed: {escape(str(exc))}[/red]", soft_wrap=True)
         return
     job = result["job"]
     if job["status"] == "succeeded":
         console.print(f"demo ready; play it: ffplay {result['asset']['playback_url']}", soft_wrap=True)
         print(result["asset"]["playback_url"], flush=True)
     else:
-        console.print(f"[red]demo job {job['status']}: {(job.get('error') or {}).get('message')}[/red]")
+        message = escape(str((job.get("error") or {}).get("message")))
+        console.print(f"[red]demo job {job['status']}: {message}[/red]", soft_wrap=True)
 
 
 async def _relay(output: asyncio.StreamReader) -> None:

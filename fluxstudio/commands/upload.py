@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -161,7 +162,7 @@ async def upload_file(settings: Settings, file: str, *, project: str, wait: bool
         return 0
     if job["status"] != "succeeded":
         error = (job.get("error") or {}).get("message", "")
-        console.print(f"job {job['id']} {job['status']}: {error}")
+        console.print(f"job {job['id']} {job['status']}: {escape(error)}", soft_wrap=True)
         return 1
     print(result["asset"]["playback_url"])
     return 0

@@ -246,7 +246,11 @@ def load_settings(
     stale = [
         name
         for name in REQUIRED[component]
-        if name not in env and record is not None and record.stale and name in record.settings
+        if name not in env
+        and (name not in PAIRED or PAIRED[name] not in env)
+        and record is not None
+        and name in record.settings
+        and record.stale
     ]
     for name in REQUIRED[component]:
         if name not in stale and (name not in PAIRED or PAIRED[name] in env):

@@ -217,6 +217,10 @@ def test_a_stale_record_is_one_line_and_exit_2(tmp_path: Path, live_pid: bool) -
     [settings_line] = [line for line in doctor.stdout.splitlines() if line.startswith("FAIL  settings")]
     assert why in settings_line
 
+    # A command that needs nothing the record holds never looks at it.
+    check = fluxstudio("worker", "--check", cwd=tmp_path)
+    assert check.returncode == 1 and "up.json" not in check.stderr + check.stdout
+
     # An explicit setting still wins over a stale record: it is not even looked at.
     explicit = fluxstudio("upload", "clip.mp4", "--server", url, "--token", "fs_t", cwd=tmp_path)
     assert explicit.returncode == 1 and "cannot reach the server" in explicit.stderr, explicit.stderr

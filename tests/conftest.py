@@ -7,5 +7,6 @@ pytest_plugins = [
     "tests.fixtures.jobs",
     "tests.fixtures.platform",
     "tests.fixtures.js",
+    "tests.fixtures.homes",
     "tests.fixtures.reports",
 ]

@@ -61,10 +61,10 @@ class Up:
 
 
 @pytest.fixture(scope="module")
-def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+def up(module_up_folder: Path) -> Iterator[Up]:
     """`fluxstudio up` in a folder of its own, on its defaults (FLUXSTUDIO_HOME=./.fluxstudio), logging at
     info so that whatever it prints to its console can be checked."""
-    folder = tmp_path_factory.mktemp("machine")
+    folder = module_up_folder
     port = free_port()
     stderr = folder / "up.stderr"
     with stderr.open("w") as err:

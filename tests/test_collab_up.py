@@ -45,7 +45,8 @@ async def collaborate(port: int, token: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("js_clients")
-def test_js_provider_against_fluxstudio_up(tmp_path: Path) -> None:
+def test_js_provider_against_fluxstudio_up(up_folder: Path) -> None:
+    tmp_path = up_folder
     home = tmp_path / "home"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_URL")}

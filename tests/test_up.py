@@ -56,7 +56,8 @@ def alive(pids: set[int]) -> set[int]:
 
 
 @pytest.mark.slow
-def test_up_demo_on_embedded_defaults_then_stops_cleanly(tmp_path: Path) -> None:
+def test_up_demo_on_embedded_defaults_then_stops_cleanly(up_folder: Path) -> None:
+    tmp_path = up_folder
     home = tmp_path / "home"
     home.mkdir()
     # A short clip where the demo looks for its own, so the test does not spend 20 s on a 1080p ladder.

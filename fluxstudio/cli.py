@@ -22,10 +22,13 @@ from fluxstudio.log import configure_logging
 EXIT_OK, EXIT_FAILED, EXIT_SETTINGS = 0, 1, 2
 
 
-def _settings_for(command: str, component: str) -> Settings:
-    """Load settings or stop the process with one line per problem and exit status 2."""
+def _settings_for(command: str, component: str, flags: dict[str, str | None] | None = None) -> Settings:
+    """Load settings or stop the process with one line per problem and exit status 2.
+
+    `flags` are the values of flags that stand for a variable (`upload --server`); they win.
+    """
     try:
-        settings = load_settings(component)
+        settings = load_settings(component, flags=flags)
     except SettingsError as exc:
         for problem in exc.problems:
             print(f"fluxstudio {command}: {problem}", file=sys.stderr)
@@ -145,67 +148,106 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    settings = _settings_for("upload", "upload")
+    flags = {"FLUXSTUDIO_SERVER": args.server, "FLUXSTUDIO_TOKEN": args.token}
+    settings = _settings_for("upload", "upload", flags)
     from fluxstudio.commands.upload import upload_file
 
-    return _run(
-        upload_file(
-            settings, args.file, project=args.project, wait=args.wait, server=args.server, token=args.token
-        )
+    return _run(upload_file(settings, args.file, project=args.project, wait=args.wait))
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with every option's default, except where there is none to show (flags, "decided elsewhere",
+    which the help text explains)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(sub: Any, name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand whose `--help` starts with what it does and lists every option with its default."""
+    return sub.add_parser(  # type: ignore[no-any-return]
+        name, help=summary, description=description or summary, formatter_class=_HelpFormatter
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fluxstudio", description="Uploads to adaptive HLS, for people and agents."
+        prog="fluxstudio",
+        description="Uploads to adaptive HLS, for people and agents. `fluxstudio COMMAND --help` for more.",
+        epilog="Exit status: 0 done, 1 failed (the message says why), 2 bad settings or arguments.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fluxstudio {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("transcode", help="turn one local file into an HLS ladder (no services needed)")
-    p.add_argument("input", metavar="INPUT")
+    p = _command(sub, "transcode", "turn one local file into an HLS ladder (no services needed)")
+    p.add_argument("input", metavar="INPUT", help="a media file ffmpeg can read")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="a new or empty folder")
-    p.add_argument("--renditions", help="comma-separated, e.g. 720p,480p (default 1080p,720p,480p,360p)")
-    p.add_argument("--segment-seconds", type=int, default=4, help="2 to 10 (default 4)")
-    p.add_argument("--segment-format", choices=("fmp4", "ts"), default="fmp4")
+    p.add_argument(
+        "--renditions",
+        help="comma-separated, e.g. 720p,480p (default: 1080p,720p,480p,360p, up to the source)",
+    )
+    p.add_argument("--segment-seconds", type=int, default=4, help="segment length, 2 to 10 seconds")
+    p.add_argument("--segment-format", choices=("fmp4", "ts"), default="fmp4", help="HLS segment container")
     p.set_defaults(handler=cmd_transcode)
 
-    p = sub.add_parser("sample", help="generate a test clip (test pattern + tone) to try the pipeline on")
-    p.add_argument("output", metavar="FILE", help="e.g. sample.mp4")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT (default 1920x1080)")
-    p.add_argument("--fps", type=int, default=30)
+    p = _command(sub, "sample", "generate a test clip (test pattern and a tone) to try the pipeline on")
+    p.add_argument("output", metavar="FILE", help="where to write it, e.g. sample.mp4")
+    p.add_argument("--seconds", type=float, default=10.0, help="duration")
+    p.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT")
+    p.add_argument("--fps", type=int, default=30, help="frames per second")
     p.set_defaults(handler=cmd_sample)
 
-    p = sub.add_parser("migrate", help="upgrade the database schema to head (safe to run concurrently)")
+    p = _command(
+        sub,
+        "migrate",
+        "upgrade the database schema to head (safe to run concurrently)",
+        "Upgrade the schema at DATABASE_URL to head, under an advisory lock so replicas may run it at once.",
+    )
     p.set_defaults(handler=cmd_migrate)
 
-    p = sub.add_parser("tokens", help="create, list and revoke API tokens")
+    p = _command(sub, "tokens", "create, list and revoke API tokens (needs DATABASE_URL, or a running up)")
     tokens_sub = p.add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
-    t = tokens_sub.add_parser("create", help="print a new token on stdout (shown once)")
-    t.add_argument("name")
-    t.add_argument("--user", metavar="EMAIL", help="owner; created on first use (default: the local user)")
-    t = tokens_sub.add_parser("list", help="list tokens (never their values)")
-    t.add_argument("--user", metavar="EMAIL")
-    t.add_argument("--json", action="store_true")
-    t = tokens_sub.add_parser("revoke", help="revoke a token by id")
-    t.add_argument("id")
+    t = _command(
+        tokens_sub,
+        "create",
+        "print a new token on stdout, alone (shown once; only its hash is stored)",
+        "Print a new API token on stdout, alone: TOKEN=$(fluxstudio tokens create ci). Shown once.",
+    )
+    t.add_argument("name", help="what the token is for, e.g. ci or agent")
+    t.add_argument("--user", metavar="EMAIL", help="owner, created on first use (default: the local user)")
+    t = _command(tokens_sub, "list", "list tokens (never their values)")
+    t.add_argument("--user", metavar="EMAIL", help="only this user's tokens (default: everyone's)")
+    t.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    t = _command(tokens_sub, "revoke", "revoke a token by id (exit 1 if it is unknown or already revoked)")
+    t.add_argument("id", help="the token's id (tok_…), from `tokens list`")
     p.set_defaults(handler=cmd_tokens)
 
-    p = sub.add_parser("up", help="the whole platform on one machine, embedded services where none are set")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=None, help="default $PORT or 8000")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p = _command(
+        sub,
+        "up",
+        "the whole platform on one machine, embedded services where none are set",
+        "The whole platform on one machine: embedded PostgreSQL and Redis for whichever of DATABASE_URL and "
+        "REDIS_URL is unset, migrations, the API and supervised workers. Other commands on this machine "
+        "find it (FLUXSTUDIO_HOME/up.json). Ctrl-C stops everything it started.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address the API listens on")
+    p.add_argument("--port", type=int, default=None, help="the API's port (default: $PORT or 8000)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--demo", action="store_true", help="also upload and transcode a generated sample clip")
     p.set_defaults(handler=cmd_up)
 
-    p = sub.add_parser("serve", help="the API process (REST, /collab, /mcp, /media)")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=None, help="default $PORT or 8000")
+    p = _command(sub, "serve", "the API process (REST, /collab, /mcp, /media)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--port", type=int, default=None, help="port (default: $PORT or 8000)")
     p.set_defaults(handler=cmd_serve)
 
-    p = sub.add_parser("worker", help="one transcode worker process")
-    p.add_argument("--concurrency", type=int, default=None, help="jobs at once (default WORKER_CONCURRENCY)")
+    p = _command(sub, "worker", "one transcode worker process")
+    p.add_argument(
+        "--concurrency", type=int, default=None, help="jobs at once (default: $WORKER_CONCURRENCY or 1)"
+    )
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     p.add_argument(
         "--grace",
@@ -223,28 +265,36 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="PORT",
-        help="also serve GET /healthz (the --check answer) and /metrics on this port",
+        help="also serve GET /healthz (the --check answer) and /metrics on this port (default: none)",
     )
     # Tuning for tests and operators, without a new environment variable; unset keeps the defaults.
-    p.add_argument("--lease", type=float, default=None, metavar="S", help="job lease in seconds (default 30)")
+    p.add_argument("--lease", type=float, default=None, metavar="S", help="job lease (default: 30 s)")
     p.add_argument(
-        "--reconcile-every", type=float, default=None, metavar="S", help="reconciler period (default 10 s)"
+        "--reconcile-every", type=float, default=None, metavar="S", help="reconciler period (default: 10 s)"
     )
     p.add_argument(
-        "--retry-base", type=float, default=None, metavar="S", help="first retry back-off (default 10 s)"
+        "--retry-base", type=float, default=None, metavar="S", help="first retry back-off (default: 10 s)"
     )
-    p.add_argument("--queue", default=None, help="arq queue name (default fluxstudio:queue)")
+    p.add_argument("--queue", default=None, help="arq queue name (default: fluxstudio:queue)")
     p.set_defaults(handler=cmd_worker)
 
-    p = sub.add_parser("upload", help="upload a file to a running server and start a transcode")
-    p.add_argument("file", metavar="FILE")
+    p = _command(
+        sub,
+        "upload",
+        "upload a file to a running server and start a transcode",
+        "Stream FILE to a running server and start a transcode. Beside a running `fluxstudio up` no flags "
+        "are needed; elsewhere pass --server and --token (or set FLUXSTUDIO_SERVER, FLUXSTUDIO_TOKEN).",
+    )
+    p.add_argument("file", metavar="FILE", help="the media file to upload")
     p.add_argument("--project", default="uploads", help="project name; created if missing")
     p.add_argument("--wait", action="store_true", help="follow the transcode and print the playback URL")
-    p.add_argument("--server", help="default $FLUXSTUDIO_SERVER or the URL `up` saved")
-    p.add_argument("--token", help="default $FLUXSTUDIO_TOKEN or the token `up` saved")
+    p.add_argument(
+        "--server", help="API base URL, e.g. http://127.0.0.1:8000 (default: $FLUXSTUDIO_SERVER, or `up`'s)"
+    )
+    p.add_argument("--token", help="API token (default: $FLUXSTUDIO_TOKEN, or `up`'s development token)")
     p.set_defaults(handler=cmd_upload)
 
-    p = sub.add_parser("doctor", help="check a deployment end to end, one line per check (exit 1 on FAIL)")
+    p = _command(sub, "doctor", "check a deployment end to end, one line per check (exit 1 on FAIL)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of lines")
     p.add_argument(
         "--component",

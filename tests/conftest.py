@@ -6,4 +6,7 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.jobs",
     "tests.fixtures.platform",
+    "tests.fixtures.js",
+    "tests.fixtures.homes",
+    "tests.fixtures.reports",
 ]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fluxstudio.cli import build_parser
 from fluxstudio.media import find_tools
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,3 +90,77 @@ def test_unknown_rendition_is_a_usage_error(tmp_path: Path) -> None:
     result = fluxstudio("transcode", "clip.mp4", "-o", "out", "--renditions", "999p", cwd=tmp_path)
     assert result.returncode == 2
     assert "999p" in result.stderr
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single line a failed command printed (a traceback or a flood fails this)."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+def test_upload_with_no_server_anywhere_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    result = fluxstudio("upload", "clip.mp4", cwd=tmp_path, env={"FLUXSTUDIO_HOME": str(tmp_path / "home")})
+    assert result.returncode == 2
+    line = one_line(result)
+    assert line.startswith("fluxstudio upload: FLUXSTUDIO_SERVER (needed by upload): is not set")
+    assert "--server" in line and "fluxstudio up" in line
+
+
+def test_upload_to_a_server_without_a_scheme_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    result = fluxstudio("upload", "clip.mp4", "--server", "127.0.0.1:8000", "--token", "fs_t", cwd=tmp_path)
+    assert result.returncode == 2
+    assert one_line(result).startswith("fluxstudio upload: --server (needed by upload): must start with")
+
+
+def test_upload_to_a_server_that_is_not_running_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    with socket.socket() as closed:  # a port that was free a moment ago: nothing listens there
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    server = f"http://127.0.0.1:{port}"
+    result = fluxstudio("upload", "clip.mp4", "--server", server, "--token", "fs_t", cwd=tmp_path)
+    assert result.returncode == 1
+    assert one_line(result).startswith(f"fluxstudio upload: cannot reach the server at {server} (")
+
+
+def test_up_on_a_port_in_use_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = fluxstudio("up", "--port", str(port), cwd=tmp_path, env={"FLUXSTUDIO_HOME": str(home)})
+    assert result.returncode == 1
+    line = one_line(result)
+    assert line.startswith(f"fluxstudio up: port {port} on 127.0.0.1 is already in use") and "--port" in line
+    assert not (home / "postgres").exists() and not (home / "up.json").exists()  # nothing was started
+
+
+def _subcommands(
+    parser: argparse.ArgumentParser, path: str = ""
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield f"{path} {name}".strip(), child
+                yield from _subcommands(child, f"{path} {name}")
+
+
+def test_every_subcommand_has_a_description_and_documents_every_option() -> None:
+    commands = dict(_subcommands(build_parser()))
+    assert {"up", "serve", "worker", "upload", "tokens create", "tokens revoke", "doctor"} <= set(commands)
+    for name, parser in commands.items():
+        assert parser.description, name
+        for action in parser._actions:
+            if not isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                assert action.help, f"{name} {action.dest} has no help"
+
+
+def test_help_shows_descriptions_and_defaults(tmp_path: Path) -> None:
+    upload = fluxstudio("upload", "--help", cwd=tmp_path)
+    assert upload.returncode == 0
+    text = " ".join(upload.stdout.split())  # argparse wraps to the terminal's width
+    assert "Stream FILE to a running server" in text and "(default: uploads)" in text
+    up = " ".join(fluxstudio("up", "--help", cwd=tmp_path).stdout.split())
+    assert "(default: 127.0.0.1)" in up and "(default: 1)" in up and "(default: None)" not in up

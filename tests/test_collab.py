@@ -67,11 +67,18 @@ async def test_close_codes_come_before_any_document_data(local_api: LocalApi, po
     assert await close_code(url, ann.room, bob.token) == (4403, [])
     assert await close_code(url, "project:nope", ann.token) == (4403, [])
     assert await close_code(url, "not-a-room", ann.token) == (4403, [])
-    # The y-websocket provider sees the code too (a close before accepting would be an HTTP 403 to it).
+
+
+@pytest.mark.usefixtures("js_clients")
+async def test_the_js_provider_sees_the_close_codes(local_api: LocalApi, pool: asyncpg.Pool) -> None:
+    """A close before accepting would be an HTTP 403 to the y-websocket provider; it must see the code."""
+    ann, bob = await new_owner(pool), await new_owner(pool)
+    url = local_api.ws_url
     assert (await js_client(url, ann.room, "fs_bad"))["closed"] == 4401
     assert (await js_client(url, ann.room, bob.token))["closed"] == 4403
 
 
+@pytest.mark.usefixtures("js_clients")
 async def test_js_and_pycrdt_clients_converge(local_api: LocalApi, pool: asyncpg.Pool) -> None:
     ann = await new_owner(pool)
     async with pycrdt_client(local_api.ws_url, ann.room, ann.token) as doc:

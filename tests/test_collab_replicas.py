@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 import asyncpg
+import pytest
 from pycrdt import Array
 
 from tests.fixtures.platform import ApiServer, wait_for
@@ -18,6 +19,7 @@ def ws_url(server: ApiServer) -> str:
     return server.url.replace("http://", "ws://") + "/collab"
 
 
+@pytest.mark.usefixtures("js_clients")
 async def test_two_processes_converge(
     start_api: Callable[..., ApiServer], api_env: dict[str, str], pool: asyncpg.Pool
 ) -> None:

@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import json
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -20,9 +20,9 @@ from websockets.exceptions import ConnectionClosed
 from fluxstudio.app import create_app
 from fluxstudio.collab import CollabOptions, collab_surface
 from fluxstudio.config import load_settings
+from tests.fixtures.js import JS_DIR
 from tests.fixtures.platform import wait_for
 
-JS_DIR = Path(__file__).parent / "js"
 SYNC_TIMEOUT_S = 10.0
 
 
@@ -122,12 +122,16 @@ async def close_code(ws_url: str, room: str, token: str | None) -> tuple[int, li
 
 
 async def js_client(ws_url: str, room: str, token: str, **options: Any) -> dict[str, Any]:
-    """Run tests/js/collab_client.mjs and return what it printed."""
-    process = await asyncio.create_subprocess_exec(
-        "node", str(JS_DIR / "collab_client.mjs"),
-        json.dumps({"url": ws_url, "room": room, "token": token, **options}),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=JS_DIR,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()[-2000:]
-    return json.loads(out.decode().strip().splitlines()[-1])
+    """Run tests/js/collab_client.mjs and return what it printed (request the `js_clients` fixture).
+
+    `subprocess.run` in a thread rather than an asyncio subprocess: a failed assertion would keep the
+    asyncio transport alive past its event loop, and its `__del__` then raises wherever it is collected.
+    """
+    args = json.dumps({"url": ws_url, "room": room, "token": token, **options})
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["node", str(JS_DIR / "collab_client.mjs"), args],
+        capture_output=True, text=True, cwd=JS_DIR, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

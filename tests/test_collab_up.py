@@ -44,7 +44,9 @@ async def collaborate(port: int, token: str) -> None:
 
 
 @pytest.mark.slow
-def test_js_provider_against_fluxstudio_up(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("js_clients")
+def test_js_provider_against_fluxstudio_up(up_folder: Path) -> None:
+    tmp_path = up_folder
     home = tmp_path / "home"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_URL")}
@@ -57,7 +59,7 @@ def test_js_provider_against_fluxstudio_up(tmp_path: Path) -> None:
     try:
         line = process.stdout.readline()  # type: ignore[union-attr]
         token = line.strip()
-        assert token.startswith("fs_"), process.stderr.read() if process.poll() is not None else line  # type: ignore[union-attr]
+        assert token.startswith("fs_"), process.stderr.read()[-3000:] if process.poll() is not None else line  # type: ignore[union-attr]
         assert json.loads((home / "dev.json").read_text())["token"] == token
         started = descendants(process.pid)
         asyncio.run(collaborate(port, token))
@@ -68,7 +70,7 @@ def test_js_provider_against_fluxstudio_up(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             raise
-    assert code == 0, process.stderr.read()  # type: ignore[union-attr]
+    assert code == 0, process.stderr.read()[-3000:]  # type: ignore[union-attr]
     deadline = time.monotonic() + 10
     while (alive(started) or mentioning(str(home))) and time.monotonic() < deadline:
         time.sleep(0.2)  # polling a condition with a deadline

@@ -131,7 +131,7 @@ async def test_claim_fences_every_later_write(
     asset = await pool.fetchrow("SELECT status, playback_key FROM assets WHERE id = $1", asset_id)
     assert asset["status"] == "ready" and asset["playback_key"].endswith(f"{job.id}/master.m3u8")
     assert await pool.fetchval("SELECT name FROM renditions WHERE job_id = $1", job.id) == "240p"
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict, match=r"^the job has already succeeded$"):
         await jobs.cancel_job(pool, queue, owner, job.id)
 
 
@@ -191,7 +191,7 @@ async def test_cancel_queued_and_running_jobs(
     cancelled = await jobs.cancel_job(pool, queue, owner, queued.id)
     assert cancelled.status == "cancelled" and cancelled.finished_at is not None
     assert await leases.claim_job(pool, queued.id, worker="w", lease_s=30) is None
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict, match=r"^the job is already cancelled$"):
         await jobs.cancel_job(pool, queue, owner, queued.id)
     assert await pool.fetchval("SELECT status FROM assets WHERE id = $1", asset_id) == "uploaded"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -231,21 +231,16 @@ async def test_mcp_auth_token_acts_as_the_local_user_on_mcp_only(
         assert answer.status_code == 401
 
 
-JS = Path(__file__).parent / "js"
-NODE_READY = shutil.which("node") is not None and (JS / "node_modules" / "@modelcontextprotocol").is_dir()
-
-
-@pytest.mark.skipif(not NODE_READY, reason="node or tests/js/node_modules missing (cd tests/js && npm ci)")
-async def test_the_typescript_sdk_lists_and_calls_tools(make_user) -> None:
+async def test_the_typescript_sdk_lists_and_calls_tools(make_user, js_clients: Path) -> None:
     user = await make_user("mcp-node")
-    node = await asyncio.create_subprocess_exec(
-        "node", str(JS / "mcp_client.mjs"), user.server.url, user.token,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await node.communicate()
-    assert node.returncode == 0, err.decode()
-    seen = json.loads(out.decode().strip().splitlines()[-1])
+    # A thread, not an asyncio subprocess: see js_client in tests/test_collab_support.py.
+    node = await asyncio.to_thread(
+        subprocess.run,
+        ["node", str(js_clients / "mcp_client.mjs"), user.server.url, user.token],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert node.returncode == 0, node.stderr[-2000:]
+    seen = json.loads(node.stdout.strip().splitlines()[-1])
     assert seen["sessionId"] is None  # stateless
     assert sorted(seen["tools"]) == sorted(SPEC_TOOLS)
     assert not seen["createdIsError"] and seen["created"]["name"] == "from node"

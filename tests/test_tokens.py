@@ -9,7 +9,7 @@ import uuid
 import asyncpg
 import pytest
 
-from fluxstudio.errors import Invalid, NotFound
+from fluxstudio.errors import Conflict, Invalid, NotFound
 from fluxstudio.studio.tokens import (
     DEFAULT_EMAIL,
     authenticate,
@@ -72,6 +72,9 @@ async def test_revoked_tokens_fail_and_revoking_twice_is_harmless(pool: asyncpg.
         await authenticate(pool, plaintext)
     again = await revoke_token(pool, info.id)
     assert again.revoked_at == revoked.revoked_at
+    with pytest.raises(Conflict, match="was already revoked"):
+        await revoke_token(pool, info.id, again_ok=False)
+    assert (await revoke_token(pool, info.id)).revoked_at == revoked.revoked_at
     with pytest.raises(NotFound):
         await revoke_token(pool, "tok_doesnotexist")
 

@@ -56,7 +56,8 @@ def alive(pids: set[int]) -> set[int]:
 
 
 @pytest.mark.slow
-def test_up_demo_on_embedded_defaults_then_stops_cleanly(tmp_path: Path) -> None:
+def test_up_demo_on_embedded_defaults_then_stops_cleanly(up_folder: Path) -> None:
+    tmp_path = up_folder
     home = tmp_path / "home"
     home.mkdir()
     # A short clip where the demo looks for its own, so the test does not spend 20 s on a 1080p ladder.
@@ -85,6 +86,7 @@ def test_up_demo_on_embedded_defaults_then_stops_cleanly(tmp_path: Path) -> None
         saved = json.loads((home / "dev.json").read_text())
         assert saved == {"url": f"http://127.0.0.1:{port}", "token": token}
         assert (home / "dev.json").stat().st_mode & 0o077 == 0
+        assert json.loads((home / "up.json").read_text())["api_url"] == f"http://127.0.0.1:{port}"
 
         master = httpx.get(playback, timeout=10)
         assert master.status_code == 200
@@ -117,3 +119,4 @@ def test_up_demo_on_embedded_defaults_then_stops_cleanly(tmp_path: Path) -> None
         time.sleep(0.2)
     assert alive(started) == set(), "left running after up stopped"
     assert mentioning(str(home / "postgres")) == []
+    assert not (home / "up.json").exists()  # a stopped `up` leaves no record behind

@@ -11,16 +11,17 @@ import asyncio
 import sys
 from collections.abc import Mapping
 
-from fluxstudio.config import read_environment
+from fluxstudio.config import environment
 from fluxstudio.doctor import diagnose, failed, render_json, render_text, scrub
 from fluxstudio.log import configure_logging
 
 
 def doctor(*, component: str | None, as_json: bool, environ: Mapping[str, str] | None = None) -> int:
-    env = read_environment() if environ is None else dict(environ)
+    name = component or "doctor"
+    # Beside a running `up`, its record supplies what is unset (kept on the mapping for the stale case).
+    env = environment(name) if environ is None else environ
     # Library warnings (a driver retrying) would only repeat what a check line says, and less clearly.
     configure_logging("cli", level="error")
-    name = component or "doctor"
     checks = asyncio.run(diagnose(env, name))
     shown = name if component else "api+worker"
     text = render_json(checks, shown) if as_json else render_text(checks, shown)

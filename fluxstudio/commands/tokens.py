@@ -55,7 +55,7 @@ async def list_(settings: Settings, args: argparse.Namespace) -> int:
 
 async def revoke(settings: Settings, args: argparse.Namespace) -> int:
     async with _pool(settings) as pool:
-        info = await tokens.revoke_token(pool, args.id)
+        info = await tokens.revoke_token(pool, args.id, again_ok=False)  # Conflict: exit 1, one line
     print(f"revoked token {info.id} ({info.name})", file=sys.stderr)
     return 0
 

@@ -4,15 +4,23 @@ Order matters: services first (embedded PostgreSQL/Redis for unset URLs), migrat
 process and N worker processes supervised beside it (a crashed worker is restarted with back-off). Ctrl-C
 or SIGTERM stops the API, sends SIGTERM to the workers (they hand running jobs back), waits, kills what is
 left, and stops the embedded services: nothing is left running.
+
+The port is taken first, so a port in use is one line before anything starts. Once the API answers, `up`
+records itself in FLUXSTUDIO_HOME/up.json (`up_record.py`) so that commands beside it find its services.
+Worker processes' log lines are relayed through this process's stderr, so they print above a live
+progress bar instead of through it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
+import errno
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,15 +28,17 @@ from pathlib import Path
 
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 
 from fluxstudio.config import Settings, load_settings
 from fluxstudio.db.migrations import upgrade
 from fluxstudio.db.pool import create_pool
 from fluxstudio.embedded import EmbeddedServices
-from fluxstudio.errors import NotFound
+from fluxstudio.errors import FluxError, NotFound
 from fluxstudio.log import get_logger
 from fluxstudio.media.guards import parent_death_preexec
 from fluxstudio.studio import tokens
+from fluxstudio.up_record import remove_record, write_record
 
 log = get_logger()
 WORKER_STOP_GRACE_S = 20.0
@@ -45,8 +55,9 @@ class UpOptions:
 def run_up(settings: Settings, options: UpOptions) -> int:
     """Start everything and block until Ctrl-C/SIGTERM. Embedded services stop in `finally`."""
     console = Console(file=sys.stderr)
+    listener = _listen(options.host, options.port)
     settings.home.mkdir(parents=True, exist_ok=True)
-    with EmbeddedServices(settings.home) as services:
+    with listener, EmbeddedServices(settings.home) as services:
         env = dict(os.environ)
         env["FLUXSTUDIO_HOME"] = str(settings.home)
         env["DATABASE_URL"] = (
@@ -54,13 +65,37 @@ def run_up(settings: Settings, options: UpOptions) -> int:
         )
         env["REDIS_URL"] = settings.redis_url.get() if settings.redis_url else services.start_redis()
         env["STORAGE_URL"] = settings.storage_url
+        # What `up` started itself goes in its record; a URL the user set is theirs to give other commands.
+        configured = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+        embedded = {name: env[name] for name, value in configured.items() if value is None}
         api_settings = load_settings("api", env)
         console.print("migrating the database")
         upgrade(env["DATABASE_URL"])
-        return asyncio.run(_platform(api_settings, env, options, console))
+        return asyncio.run(_platform(api_settings, env, options, console, listener, embedded))
 
 
-async def _platform(settings: Settings, env: dict[str, str], options: UpOptions, console: Console) -> int:
+def _listen(host: str, port: int) -> socket.socket:
+    """Take the API's port before anything starts, so a port in use costs one line and nothing else."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise FluxError(
+                f"port {port} on {host} is already in use (another `fluxstudio up` or `serve`?): "
+                "stop it, or choose another port with --port"
+            ) from None
+        raise FluxError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+
+
+async def _platform(
+    settings: Settings,
+    env: dict[str, str],
+    options: UpOptions,
+    console: Console,
+    listener: socket.socket,
+    embedded: dict[str, str],
+) -> int:
     from fluxstudio.app import create_app
 
     url = f"http://{'127.0.0.1' if options.host in ('0.0.0.0', '::') else options.host}:{options.port}"
@@ -79,21 +114,28 @@ async def _platform(settings: Settings, env: dict[str, str], options: UpOptions,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn offers no started event
         await asyncio.sleep(0.05)
     if serving.done():
         await serving
         return 1
     await workers.start()
-    console.print(f"FluxStudio is up at [bold]{url}[/bold] with {options.workers} worker(s)")
-    console.print(f"development token (also in {settings.home / 'dev.json'}):")
+    write_record(settings.home, api_url=url, services=embedded)
+    # URLs and the token are printed whole and never wrapped by rich, so they can be copied as they are.
+    console.print(f"FluxStudio is up at {url} with {options.workers} worker(s)", soft_wrap=True)
+    console.print(f"development token (also in {settings.home / 'dev.json'}):", soft_wrap=True)
     print(token, flush=True)
-    console.print(f"try: curl -H 'Authorization: Bearer {token[:6]}…' {url}/api/v1/projects   (Ctrl-C stops)")
+    console.print(
+        f"try: curl -H 'Authorization: Bearer {token}' {url}/api/v1/projects   (Ctrl-C stops)",
+        soft_wrap=True,
+        highlight=False,
+    )
     demo = asyncio.create_task(_demo(settings, url, token, console)) if options.demo else None
     try:
         await serving  # returns when uvicorn got SIGINT/SIGTERM
     finally:
+        remove_record(settings.home)
         if demo is not None and not demo.done():
             demo.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -165,14 +207,24 @@ async def _demo(settings: Settings, url: str, token: str, console: Console) -> N
             result = await upload_and_follow(client, clip, project="demo", wait=True, console=console)
     except Exception as exc:
         log.error("demo_failed", error=str(exc))
-        console.print(f"[red]demo failed: {exc}[/red]")
+        console.print(f"[red]demo failed: {escape(str(exc))}[/red]", soft_wrap=True)
         return
     job = result["job"]
     if job["status"] == "succeeded":
-        console.print(f"demo ready; play it: ffplay {result['asset']['playback_url']}")
+        console.print(f"demo ready; play it: ffplay {result['asset']['playback_url']}", soft_wrap=True)
         print(result["asset"]["playback_url"], flush=True)
     else:
-        console.print(f"[red]demo job {job['status']}: {(job.get('error') or {}).get('message')}[/red]")
+        message = escape(str((job.get("error") or {}).get("message")))
+        console.print(f"[red]demo job {job['status']}: {message}[/red]", soft_wrap=True)
+
+
+async def _relay(output: asyncio.StreamReader) -> None:
+    """Copy a worker's stderr to ours, looking `sys.stderr` up each time: while a progress bar is live,
+    rich has replaced it with a proxy that prints whole lines above the bar."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while chunk := await output.read(65536):
+        sys.stderr.write(decoder.decode(chunk))
+        sys.stderr.flush()
 
 
 class WorkerSupervisor:
@@ -201,11 +253,16 @@ class WorkerSupervisor:
                 # SIGTERM on `up`'s death, so a killed `up` leaves no worker behind.
                 start_new_session=True,
                 preexec_fn=parent_death_preexec(signal.SIGTERM),
+                stderr=asyncio.subprocess.PIPE,
             )
             self.processes[index] = process
             log.info("worker_started", index=index, pid=process.pid)
             started = asyncio.get_running_loop().time()
+            assert process.stderr is not None
+            relay = asyncio.create_task(_relay(process.stderr))
             code = await process.wait()
+            with contextlib.suppress(TimeoutError):  # a grandchild may hold the pipe; do not wait on it
+                await asyncio.wait_for(relay, 5)
             if self.stopping:
                 return
             if asyncio.get_running_loop().time() - started > 60:

@@ -1,13 +1,13 @@
 """`fluxstudio upload FILE`: a client of a running server. Streams the file, starts a transcode, and with
 `--wait` follows the job's event stream with a progress bar and prints the playback URL on stdout.
 
-`fluxstudio up` saves its URL and development token in FLUXSTUDIO_HOME/dev.json, so on the machine that runs
-`up` no flags are needed; elsewhere use --server/--token or FLUXSTUDIO_SERVER/FLUXSTUDIO_TOKEN.
+The server and token come from the settings: --server/--token, FLUXSTUDIO_SERVER/FLUXSTUDIO_TOKEN, or the
+record of a `fluxstudio up` running on this machine, so beside `up` no flags are needed. A server that
+cannot be reached is one line and exit status 1, not a traceback.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -26,7 +27,7 @@ from rich.progress import (
 )
 
 from fluxstudio.commands.bars import speed_text, transcode_bar
-from fluxstudio.config import Settings, read_environment
+from fluxstudio.config import Settings
 from fluxstudio.errors import FluxError, Invalid
 
 CHUNK = 1024 * 1024
@@ -106,23 +107,6 @@ class FluxClient:
         return await self._json(await self.http.get(f"/assets/{asset_id}"))
 
 
-def connection(settings: Settings, server: str | None, token: str | None) -> tuple[str, str]:
-    """Server and token from the flags, else FLUXSTUDIO_SERVER/FLUXSTUDIO_TOKEN, else `up`'s dev.json."""
-    env = read_environment()
-    saved: dict[str, str] = {}
-    dev = settings.home / "dev.json"
-    if dev.is_file():
-        saved = json.loads(dev.read_text())
-    server = server or env.get("FLUXSTUDIO_SERVER") or saved.get("url")
-    token = token or env.get("FLUXSTUDIO_TOKEN") or saved.get("token")
-    if not server or not token:
-        raise Invalid(
-            "no server to talk to: pass --server URL --token T (or set FLUXSTUDIO_SERVER and "
-            "FLUXSTUDIO_TOKEN), or run `fluxstudio up` on this machine first"
-        )
-    return server, token
-
-
 async def upload_and_follow(
     client: FluxClient, path: Path, *, project: str, wait: bool, console: Console
 ) -> dict[str, Any]:
@@ -158,23 +142,27 @@ async def upload_and_follow(
     return created
 
 
-async def upload_file(
-    settings: Settings, file: str, *, project: str, wait: bool, server: str | None, token: str | None
-) -> int:
+async def upload_file(settings: Settings, file: str, *, project: str, wait: bool) -> int:
     path = Path(file)
     if not path.is_file():
         raise Invalid(f"{file} is not a file")
-    server, token = connection(settings, server, token)
+    # The settings gate made sure of both (flags, environment, or the record of a running `up`).
+    assert settings.server_url is not None and settings.server_token is not None
+    server, token = settings.server_url, settings.server_token.get()
     console = Console(file=sys.stderr)
-    async with FluxClient(server, token) as client:
-        result = await upload_and_follow(client, path, project=project, wait=wait, console=console)
+    try:
+        async with FluxClient(server, token) as client:
+            result = await upload_and_follow(client, path, project=project, wait=wait, console=console)
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        raise FluxError(f"cannot reach the server at {server} ({reason}); is it running?") from None
     job = result["job"]
     if not wait:
         print(job["id"])
         return 0
     if job["status"] != "succeeded":
         error = (job.get("error") or {}).get("message", "")
-        console.print(f"job {job['id']} {job['status']}: {error}")
+        console.print(f"job {job['id']} {job['status']}: {escape(error)}", soft_wrap=True)
         return 1
     print(result["asset"]["playback_url"])
     return 0

@@ -15,7 +15,14 @@ from fluxstudio.config import EXAMPLES, REQUIRED, Settings, SettingsError, load_
 from fluxstudio.doctor.report import FAIL, OK, WARN, Check
 
 #: Every variable FluxStudio reads (a placeholder in any of them is a deploy mistake).
-VARIABLES = (*EXAMPLES, "MCP_AUTH_TOKEN", "FLUXSTUDIO_HOME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+VARIABLES = (
+    *EXAMPLES,
+    "MCP_AUTH_TOKEN",
+    "FLUXSTUDIO_HOME",
+    "FLUXSTUDIO_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
 PLACEHOLDER_FIX = (
     "the deploy spec passed a ${...} reference through unresolved: bind it to a component "
     "(e.g. ${db.DATABASE_URL}) or set the value in the platform; deploy/digitalocean/check-env.sh "
@@ -26,9 +33,7 @@ PLACEHOLDER_FIX = (
 def check_settings(environ: Mapping[str, str], component: str) -> tuple[Settings, list[Check]]:
     """The settings doctor can work with (bad variables left out) and the lines about them."""
     checks: list[Check] = []
-    placeholders = {
-        name for name in (*VARIABLES, *REQUIRED[component]) if "${" in (environ.get(name) or "")
-    }
+    placeholders = {name for name in (*VARIABLES, *REQUIRED[component]) if "${" in (environ.get(name) or "")}
     try:
         settings = load_settings(component, environ)
         problems = []
@@ -63,4 +68,3 @@ def check_settings(environ: Mapping[str, str], component: str) -> tuple[Settings
             )
         )
     return settings, checks
-

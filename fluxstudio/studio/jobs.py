@@ -209,7 +209,8 @@ async def cancel_job(pool: asyncpg.Pool, queue: Queue | None, user: User, job_id
             await _settle_asset(connection, row["asset_id"])
     if row is None:
         job = await get_job(pool, user, job_id)  # NotFound for someone else's job
-        raise Conflict(f"the job has already {job.status}")
+        # "is already cancelled", "has already succeeded/failed"
+        raise Conflict(f"the job {'is' if job.status == 'cancelled' else 'has'} already {job.status}")
     job = job_from_row(row)
     log.info("job_cancelled", job_id=job_id, was=row["was"])
     if row["was"] == "running" and queue is not None:

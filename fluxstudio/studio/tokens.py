@@ -18,7 +18,7 @@ from datetime import datetime
 
 import asyncpg
 
-from fluxstudio.errors import Invalid, NotFound
+from fluxstudio.errors import Conflict, Invalid, NotFound
 from fluxstudio.ids import new_id
 from fluxstudio.studio.users import DEFAULT_EMAIL, User, ensure_user, normalize_email
 
@@ -118,22 +118,30 @@ async def list_tokens(pool: asyncpg.Pool, *, email: str | None = None) -> list[T
     return [_info(row) for row in rows]
 
 
-async def revoke_token(pool: asyncpg.Pool, token_id: str) -> TokenInfo:
-    """Revoke a token at once. Revoking it again changes nothing and keeps the first revocation time."""
+async def revoke_token(pool: asyncpg.Pool, token_id: str, *, again_ok: bool = True) -> TokenInfo:
+    """Revoke a token at once. Revoking it again changes nothing and keeps the first revocation time;
+    with `again_ok=False` it raises `Conflict` instead, so a command can say the token was revoked already."""
     row = await pool.fetchrow(
         """
-        WITH revoked AS (
+        WITH before AS (SELECT revoked_at FROM api_tokens WHERE id = $1),
+        revoked AS (
             UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
             RETURNING id, name, user_id, created_at, last_used_at, revoked_at
         )
-        SELECT r.id, r.name, u.email, r.created_at, r.last_used_at, r.revoked_at
+        SELECT r.id, r.name, u.email, r.created_at, r.last_used_at, r.revoked_at,
+               (SELECT revoked_at FROM before) IS NOT NULL AS was_revoked
         FROM revoked r JOIN users u ON u.id = r.user_id
         """,
         token_id,
     )
     if row is None:
         raise NotFound(f"no API token has the id {token_id!r}")
-    return _info(row)
+    info = _info(row)
+    if row["was_revoked"] and not again_ok:
+        raise Conflict(
+            f"token {info.id} ({info.name}) was already revoked at {info.revoked_at:%Y-%m-%d %H:%M:%SZ}"
+        )
+    return info
 
 
 async def authenticate(pool: asyncpg.Pool, plaintext: str) -> User:

@@ -18,7 +18,7 @@ from fluxstudio.api.routing import Operation
 from fluxstudio.ids import PREFIX_OF_PARAM, new_id
 from tests.fixtures.platform import ApiUser
 from tests.test_api_service import assert_problem
-from tests.test_mcp import MCP_ACCEPT, INITIALIZE, connect
+from tests.test_mcp import INITIALIZE, MCP_ACCEPT, connect
 
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 #: A real id with a NUL in it, a NUL alone, and junk of the wrong shape (percent-encoded in the path).
@@ -29,12 +29,16 @@ ARGUMENTS: dict[str, Any] = {"name": "p", "filename": "a.mp4"}
 
 
 def _id_operations() -> list[Operation]:
-    return [op for op in (*API_OPERATIONS, *SERVICE_OPERATIONS) if any(
-        name.endswith("_id") for name in _PARAM.findall(op.path))]
+    return [
+        op
+        for op in (*API_OPERATIONS, *SERVICE_OPERATIONS)
+        if any(name.endswith("_id") for name in _PARAM.findall(op.path))
+    ]
 
 
 def _fill(path: str, bad: str | None = None) -> str:
     """The path with each `{x_id}` replaced by `bad` (or a well-formed unknown id), other params by junk."""
+
     def value(match: re.Match[str]) -> str:
         name = match[1]
         if name.endswith("_id"):
@@ -95,7 +99,10 @@ async def test_deeply_nested_json_is_400_on_every_json_route(op: Operation, make
             body = assert_problem(response, 400)
             assert body["code"] == "malformed_request" and "deeper" in body["detail"], body
         response = await client.request(
-            op.method, _fill(op.path), content=brackets_in_strings, headers={"content-type": "application/json"}
+            op.method,
+            _fill(op.path),
+            content=brackets_in_strings,
+            headers={"content-type": "application/json"},
         )
         assert response.status_code != 500 and "deeper" not in response.text
 

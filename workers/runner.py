@@ -36,6 +36,7 @@ from fluxstudio.studio import leases
 from workers.context import WorkerContext, WorkerOptions
 from workers.health import HealthServer
 from workers.transcode import DB_ERRORS, run_job
+from workers.workdirs import sweep_orphans
 
 log = get_logger()
 
@@ -131,6 +132,7 @@ def _startup(settings: Settings, options: WorkerOptions) -> Any:
         w.background.append(asyncio.create_task(heartbeat.run()))
         await hub.wait_connected(2.0)
         await _reconcile_once(w)  # a worker that starts repairs first: it may be replacing a dead one
+        await asyncio.to_thread(sweep_orphans, options.work_dir)  # and removes what dead ones left
         w.background += [
             asyncio.create_task(_listen_for_cancels(w)),
             asyncio.create_task(_reconcile_forever(w)),

@@ -21,6 +21,7 @@ from pathlib import Path
 import uvicorn
 from rich.console import Console
 
+from fluxstudio.commands.serve import SERVER_LIMITS
 from fluxstudio.config import Settings, load_settings
 from fluxstudio.db.migrations import upgrade
 from fluxstudio.db.pool import create_pool
@@ -73,6 +74,7 @@ async def _platform(settings: Settings, env: dict[str, str], options: UpOptions,
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=5,
+            **SERVER_LIMITS,
         )
     )
     workers = WorkerSupervisor(options.workers, env)

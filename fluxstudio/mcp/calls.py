@@ -38,6 +38,8 @@ class StudioCall:
     platform: Platform
     user: User
     urls: MediaUrls
+    #: Where clients reach this API: PUBLIC_URL if set, else what this request was sent to.
+    base_url: str
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -50,9 +52,9 @@ def studio_call(ctx: Context) -> StudioCall:
     platform: Platform = ctx.request_context.lifespan_context
     assert platform.storage is not None
     request = ctx.request_context.request
-    base = str(request.base_url).rstrip("/") if request is not None else ""
+    base = platform.settings.public_url or (str(request.base_url).rstrip("/") if request is not None else "")
     # Without PUBLIC_MEDIA_URL, playback URLs are this API's own /media, as the REST API answers them.
-    return StudioCall(platform, caller(ctx), MediaUrls(platform.storage, base + "/media"))
+    return StudioCall(platform, caller(ctx), MediaUrls(platform.storage, base + "/media"), base)
 
 
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

@@ -48,7 +48,10 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> str:
     w: WorkerContext = ctx["flux"]
     try:
         claim = await leases.claim_job(
-            w.pool, job_id, worker=w.name, lease_s=w.options.lease_s,
+            w.pool,
+            job_id,
+            worker=w.name,
+            lease_s=w.options.lease_s,
             max_running_per_user=w.settings.max_running_jobs_per_user,
         )
     except leases.UserAtCapacity:

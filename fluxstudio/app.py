@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp
 
@@ -66,9 +67,12 @@ def create_app(
     routes += surface_routes
     for path, mounted in (mounts or {}).items():
         routes.append(Mount(path, app=mounted))
+    middleware = [Middleware(RequestContext, metrics=platform.metrics)]
+    if settings.allowed_hosts != ("*",):  # ALLOWED_HOSTS: any other Host header is a 400
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts)))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContext, metrics=platform.metrics)],
+        middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )

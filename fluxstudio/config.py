@@ -60,6 +60,9 @@ EXAMPLES = {
     "S3_REGION": "nyc3",
     "S3_ADDRESSING_STYLE": "auto, path or virtual",
     "PUBLIC_MEDIA_URL": "https://media.example.com",
+    "PUBLIC_URL": "https://studio.example.com",
+    "ALLOWED_HOSTS": "studio.example.com,*.studio.example.com",
+    "MAX_RUNNING_JOBS_PER_USER": "2 (0: no cap)",
     "MAX_UPLOAD_BYTES": "5368709120 or 5GiB",
     "WORKER_CONCURRENCY": "1",
     "WORKER_POLL_DELAY_SECONDS": "1.0",
@@ -180,6 +183,12 @@ class Settings:
     #: The API a client command (`upload`) talks to, and its bearer token.
     server_url: str | None = None
     server_token: Secret | None = None
+    #: The API's public base URL; upload and playback URLs are built on it, not on the Host header.
+    public_url: str | None = None
+    #: Host names the API answers (TrustedHostMiddleware); ("*",) answers any.
+    allowed_hosts: tuple[str, ...] = ("*",)
+    #: Jobs of one user running at once across the fleet; 0 means no cap.
+    max_running_jobs_per_user: int = 2
     #: Variables that were set, by name only; `doctor` reports on them without values.
     present: frozenset[str] = field(default_factory=frozenset)
 
@@ -295,6 +304,9 @@ def load_settings(
         home=home,
         server_url=reader.get("FLUXSTUDIO_SERVER", _check_http_url),
         server_token=reader.secret("FLUXSTUDIO_TOKEN", _check_nothing),
+        public_url=_rstrip_slash(reader.get("PUBLIC_URL", _check_base_url)),
+        allowed_hosts=_hosts(reader),
+        max_running_jobs_per_user=reader.number("MAX_RUNNING_JOBS_PER_USER", 2, 0, 10_000),
         present=frozenset(k for k in _KNOWN if env.get(k)),
     )
     if reader.problems:
@@ -476,6 +488,36 @@ def _check_http_url(value: str) -> str | None:
     if error:
         return error
     return None if parts.hostname else "has no host"  # type: ignore[attr-defined]
+
+
+def _check_base_url(value: str) -> str | None:
+    error = _check_http_url(value)
+    if error:
+        return error
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return "must be a plain base URL: no credentials, query or fragment"
+    return None
+
+
+def _rstrip_slash(value: str | None) -> str | None:
+    return value.rstrip("/") if value else None
+
+
+#: What TrustedHostMiddleware compares: the Host header without its port.
+_HOST = re.compile(r"^(\*|(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?)$", re.I)
+
+
+def _hosts(reader: _Reader) -> tuple[str, ...]:
+    """ALLOWED_HOSTS: host names (no port), `*.domain` wildcards or `*`, separated by commas."""
+    value = reader.raw("ALLOWED_HOSTS")
+    if value is None:
+        return ("*",)
+    hosts = tuple(h.strip().lower() for h in value.split(",") if h.strip())
+    if not hosts or not all(_HOST.match(h) for h in hosts):
+        reader.problem("ALLOWED_HOSTS", "must be host names (no port), *.domain wildcards or *, by commas")
+        return ("*",)
+    return hosts
 
 
 def _check_token(value: str) -> str | None:

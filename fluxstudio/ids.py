@@ -24,3 +24,34 @@ def new_id(prefix: str) -> str:
     if not _PREFIX.match(prefix):
         raise ValueError(f"an id prefix is 2-8 lowercase letters, not {prefix!r}")
     return prefix + "_" + "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_LENGTH))
+
+
+_ID = re.compile(rf"(?P<prefix>[a-z]{{2,8}})_[0-9A-Za-z]{{{RANDOM_LENGTH}}}")
+
+#: The prefix an id must have where a parameter name says what it names (`asset_id` is an `ast_…`).
+PREFIX_OF_PARAM = {
+    "user_id": "usr",
+    "token_id": "tok",
+    "project_id": "prj",
+    "asset_id": "ast",
+    "job_id": "job",
+    "upload_id": "upl",
+    "rendition_id": "ren",
+}
+
+
+def is_id(value: object, prefix: str | None = None) -> bool:
+    """Whether `value` has the shape of an id we issue (with `prefix`, if given).
+
+    Checked at the edges (REST routing, MCP arguments, token parsing) so that a malformed id, a NUL byte
+    or 60 KB of junk, is "not found" without a database round trip, never a driver error.
+    """
+    if not isinstance(value, str) or len(value) > 64:
+        return False
+    match = _ID.fullmatch(value)
+    return match is not None and (prefix is None or match["prefix"] == prefix)
+
+
+def is_id_param(name: str, value: object) -> bool:
+    """`is_id` for a parameter named `name`: `asset_id` must be an `ast_…`, any `*_id` some id."""
+    return is_id(value, PREFIX_OF_PARAM.get(name))

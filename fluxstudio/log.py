@@ -2,8 +2,13 @@
 
 The standard library's loggers (uvicorn, arq, asyncpg, botocore) go through the same processor chain, so a
 JSON line from uvicorn looks like one of ours and carries the same `component`. Secrets are redacted in
-one processor at the end of the chain: keys that name a secret, credentials inside URLs, and token-like
-query parameters, whoever logged them.
+one processor at the end of the chain: keys that name a secret, credentials inside URLs, token-like
+query parameters and anything shaped like one of our tokens, whoever logged them.
+
+Redaction is the last word on every output path. Tracebacks are rendered to text *before* it (plain
+tracebacks, never local variables: a frame's locals hold the request, its `Authorization` header and
+capability URLs), so the rendered text is scrubbed like any other field, in both formats and for the
+standard library's records (uvicorn logs "Exception in ASGI application" with a traceback too).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s
 _QUERY_SECRETS = re.compile(
     r"(?P<key>[?&](?:token|access_token|signature|x-amz-signature|x-amz-credential|sig|key)=)[^&\s\"']+", re.I
 )
+#: Our own credentials by their shape (API tokens, upload capabilities, room tokens) and bearer values,
+#: wherever they appear in text: an exception message, a request line, a URL path.
+_TOKEN_SHAPES = re.compile(r"\b(?P<prefix>fs_|upl_|rt_)[A-Za-z0-9_.=-]{16,}")
+_BEARER = re.compile(r"(?P<scheme>\bbearer\s+)[^\s'\",;]+", re.I)
 REDACTED = "[redacted]"
 
 #: Libraries whose records we route through our chain, with the level below which they stay quiet.
@@ -43,7 +52,9 @@ _LIBRARY_LEVELS = {
 def redact_text(text: str) -> str:
     """Mask a password inside a URL and token-like query parameters; leave everything else readable."""
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    return _QUERY_SECRETS.sub(lambda m: f"{m['key']}{REDACTED}", text)
+    text = _QUERY_SECRETS.sub(lambda m: f"{m['key']}{REDACTED}", text)
+    text = _BEARER.sub(lambda m: f"{m['scheme']}{REDACTED}", text)
+    return _TOKEN_SHAPES.sub(lambda m: f"{m['prefix']}{REDACTED}", text)
 
 
 def _redact_value(key: str, value: Any) -> Any:
@@ -105,9 +116,11 @@ def configure_logging(
     renderer: structlog.types.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # plain_traceback: never rich's locals. It also only ever sees text here (format_exc_info ran).
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
 
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -117,7 +130,12 @@ def configure_logging(
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared[:1], structlog.stdlib.add_logger_name, *shared[1:]],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact_secrets, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,  # traceback -> text, so that redaction sees it
+            redact_secrets,
+            renderer,
+        ],
     )
     handler = logging.StreamHandler(stream or _CurrentStderr())  # type: ignore[arg-type]
     handler.setFormatter(formatter)

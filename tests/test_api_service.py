@@ -127,9 +127,7 @@ async def test_unmigrated_database_is_not_ready(start_api, api_env: dict, create
     async with httpx.AsyncClient(base_url=server.url) as client:
         ready = await client.get("/readyz")
     assert ready.status_code == 503
-    database = ready.json()["checks"]["database"]
-    assert database["status"] == "not_migrated" and database["revision"] is None
-    assert database["expected_revision"]
+    assert ready.json()["checks"]["database"] == {"status": "not_migrated"}
 
 
 async def test_postgres_lost_and_back_recovers_without_restart(start_api, api_env: dict, tcp_proxy) -> None:

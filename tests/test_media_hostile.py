@@ -180,7 +180,8 @@ async def test_ten_hour_clip(tmp_path, probe_paths):
         with pytest.raises(UnreadableMedia, match="lasts"):
             await probe(long, tools, use_ffprobe=use_ffprobe)
     elapsed, events = await transcode_with_lying_ladder(long, tmp_path / "out", probe_paths[0][0])
-    assert elapsed < 20 and max(e.out_time_s for e in events) <= 3.1
+    # Stopped by the output -t, or sooner as mostly duplicated frames (each frame 60 s from the next).
+    assert elapsed < 20 and max((e.out_time_s for e in events), default=0.0) <= 3.1
 
 
 async def test_two_frames_ten_hours_apart_make_no_flood(tmp_path, probe_paths):

@@ -54,11 +54,24 @@ async def test_a_symlinked_folder_leading_outside_is_refused(root: Path, outside
     assert sorted(p.name for p in outside.iterdir()) == ["passwd"]
 
 
-async def test_writes_leave_no_temporary_files_and_are_readable_by_others(root: Path) -> None:
+async def test_writes_leave_no_temporary_files_and_are_private(root: Path, tmp_path: Path) -> None:
     storage = LocalStorage(root)
     await storage.put("hls/j1/master.m3u8", b"#EXTM3U\n")
+    source = tmp_path / "upload.mp4"
+    source.write_bytes(b"private")
+    await storage.put_file("sources/a1/source.mp4", source)
     assert os.listdir(root / "hls/j1") == ["master.m3u8"]
-    assert stat.S_IMODE((root / "hls/j1/master.m3u8").stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / "hls/j1/master.m3u8").stat().st_mode) == 0o600
+    assert stat.S_IMODE((root / "sources/a1/source.mp4").stat().st_mode) == 0o600
+
+
+async def test_a_setgid_folder_shares_objects_with_its_group(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o2750)  # `chmod 2750 media`, as the README says for a group that must read the files
+    storage = LocalStorage(shared)
+    await storage.put("sources/a1/source.mp4", b"private")
+    assert stat.S_IMODE((shared / "sources/a1/source.mp4").stat().st_mode) == 0o640
 
 
 async def test_a_crashed_write_is_invisible(root: Path) -> None:

@@ -47,6 +47,7 @@ from fluxstudio.studio.leases import Claim
 from workers.context import WorkerContext, WorkerOptions
 from workers.health import HealthServer
 from workers.transcode import DB_ERRORS, WAKE_TIMEOUT_S, Transcode, run_job
+from workers.workdirs import sweep_orphans
 
 log = get_logger()
 POSTGRES_PROBE_TIMEOUT_S = 5.0
@@ -251,6 +252,7 @@ def _startup(settings: Settings, options: WorkerOptions) -> Any:
         availability.on_back(resume)
         await hub.wait_connected(2.0)
         await _reconcile_once(w)  # a worker that starts repairs first: it may be replacing a dead one
+        await asyncio.to_thread(sweep_orphans, options.work_dir)  # and removes what dead ones left
         worker.flux = w  # from here on it takes jobs
         log.info("worker_started", worker=w.name, concurrency=options.concurrency, queue=options.queue_name)
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 import time
 from collections.abc import Coroutine
 from pathlib import Path, PurePosixPath
@@ -31,9 +29,12 @@ from fluxstudio.studio.jobs import announce, ladder_options, output_prefix, wake
 from fluxstudio.studio.models import JobError
 from workers.context import WorkerContext
 from workers.progress import ProgressRelay
+from workers.workdirs import WorkDir
 
 log = get_logger()
 _UPLOADS_AT_ONCE = 8
+#: How long the wake-up of a job whose user is at MAX_RUNNING_JOBS_PER_USER waits before it asks again.
+CAPPED_RETRY_S = 2.0
 #: What a database that went away raises through asyncpg.
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 #: The subset that means "PostgreSQL is away" rather than "this query is wrong".
@@ -70,7 +71,16 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> str:
         w.options.on_wake_up(job_id)
     started = time.perf_counter()
     try:
-        claim = await leases.claim_job(w.pool, job_id, worker=w.name, lease_s=w.options.lease_s)
+        claim = await leases.claim_job(
+            w.pool,
+            job_id,
+            worker=w.name,
+            lease_s=w.options.lease_s,
+            max_running_per_user=w.settings.max_running_jobs_per_user,
+        )
+    except leases.UserAtCapacity:
+        # Its user runs enough already: this wake-up waits, and the next one (maybe another user's) runs.
+        raise Retry(defer=CAPPED_RETRY_S) from None
     except DB_ERRORS as exc:
         w.availability.lost("postgres", exc)
         raise Retry(defer=CLAIM_RETRY_S) from None  # the wake-up stays queued; nothing is lost
@@ -93,7 +103,8 @@ class Transcode:
         self.relay = ProgressRelay(w.pool, w.queue, claim.job_id, claim.attempt)
 
     async def run(self) -> str:
-        work_dir = Path(tempfile.mkdtemp(prefix="fluxstudio-work-", dir=self.w.options.work_dir))
+        work = WorkDir(self.w.options.work_dir)  # locked while it exists; see workers/workdirs.py
+        work_dir = work.path
         self.relay.start()
         try:
             await self._announce_running()
@@ -111,7 +122,7 @@ class Transcode:
         finally:
             await self.relay.aclose()
             self.w.cancels.pop(self.claim.job_id, None)
-            shutil.rmtree(work_dir, ignore_errors=True)
+            work.close()
 
     async def _work(self, work_dir: Path) -> str:
         settings = self.w.settings

@@ -5,6 +5,9 @@ checked PostgreSQL would make the orchestrator restart every API replica during 
 which helps nobody. `/readyz` checks the dependencies, each with a short timeout so a hung dependency
 makes the probe fail rather than hang: PostgreSQL unreachable or not migrated to head is 503 (this replica
 cannot serve); Redis down is 200 "degraded" (reads and uploads work; new jobs wait in PostgreSQL).
+
+`/readyz` needs no login, so it answers status words only (`ok`, `down`, `not_migrated`): no error text,
+host, port, socket path or revision. Why a check failed is for `fluxstudio doctor`, and for the log.
 """
 
 from __future__ import annotations
@@ -44,7 +47,11 @@ async def readyz(request: Request) -> Response:
     else:
         status, code = "ok", 200
     platform.observe_readiness(status)
-    return JSONResponse({"status": status, "checks": {"database": database, "redis": redis}}, code)
+    for name, check in (("database", database), ("redis", redis)):
+        if check["status"] != "ok":
+            log.debug("readiness_check_failed", check=name, status=check["status"], error=check.get("error"))
+    checks = {"database": {"status": database["status"]}, "redis": {"status": redis["status"]}}
+    return JSONResponse({"status": status, "checks": checks}, code)
 
 
 async def _check_database(request: Request) -> dict[str, Any]:

@@ -36,7 +36,10 @@ async def serve_media(request: Request) -> Response:
     except Invalid as exc:
         raise NotFound("no such media object") from exc
     assert platform.storage is not None
-    info = await platform.storage.stat(key)
+    try:
+        info = await platform.storage.stat(key)
+    except NotFound as exc:  # a folder and a missing object alike: nothing tells that an id exists
+        raise NotFound("no such media object") from exc
     headers = {
         "ETag": info.etag,
         "Last-Modified": format_datetime(info.modified.replace(microsecond=0), usegmt=True),

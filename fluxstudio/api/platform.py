@@ -125,11 +125,16 @@ def platform_of(request: Request) -> Platform:
     return request.app.state.platform
 
 
+def public_base(request: Request) -> str:
+    """Where clients reach this API: PUBLIC_URL when set, never the request's Host header then."""
+    return platform_of(request).settings.public_url or str(request.base_url).rstrip("/")
+
+
 def media_urls(request: Request) -> MediaUrls:
     """Playback URLs for this request: the public base if configured, else this API's own `/media`."""
     storage = platform_of(request).storage
     assert storage is not None
-    return MediaUrls(storage, str(request.base_url).rstrip("/") + "/media")
+    return MediaUrls(storage, public_base(request) + "/media")
 
 
 @contextlib.asynccontextmanager

@@ -13,10 +13,14 @@ from typing import Any, Literal
 
 import structlog
 from pydantic import BaseModel
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from fluxstudio.errors import Invalid, NotFound
+from fluxstudio.ids import is_id_param
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -54,11 +58,26 @@ class Operation:
 
 
 class BoundRoute(Route):
-    """A Route that binds its path template into the log context before the endpoint runs."""
+    """A Route that binds its path template into the log context and checks ids before the endpoint runs.
+
+    Ids have one shape (`ids.is_id`), so every `*_id` path parameter is checked here, once for every
+    route: a malformed one (a NUL byte, 60 KB of junk) is the same 404 as an unknown id, and never
+    reaches PostgreSQL, whose driver would fail on it. A malformed `*_id` query filter is a 422.
+    """
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         structlog.contextvars.bind_contextvars(route=self.path)
+        check_ids(scope)
         await super().handle(scope, receive, send)
+
+
+def check_ids(scope: Scope) -> None:
+    for name, value in scope.get("path_params", {}).items():
+        if name.endswith("_id") and not is_id_param(name, value):
+            raise NotFound(f"no {name.removesuffix('_id')} has this id")
+    for name, value in QueryParams(scope.get("query_string", b"")).multi_items():
+        if name.endswith("_id") and value and not is_id_param(name, value):
+            raise Invalid(f"the query parameter {name} is not a valid id")
 
 
 def build_routes(operations: Iterable[Operation]) -> list[Route]:

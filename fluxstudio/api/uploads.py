@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from fluxstudio.api.auth import require_user
 from fluxstudio.api.bodies import read_model, respond
-from fluxstudio.api.platform import Platform, platform_of
+from fluxstudio.api.platform import Platform, platform_of, public_base
 from fluxstudio.api.problems import status_of
 from fluxstudio.api.receive import receive_upload, refuse_announced_oversize
 from fluxstudio.api.schemas import UploadCreate, UploadResult, UploadTicket
@@ -47,7 +47,7 @@ async def create_upload_url(request: Request) -> Response:
         platform_of(request).pool, user, request.path_params["project_id"], body.filename,
         transcode=body.transcode,
     )
-    url = str(request.base_url).rstrip("/") + UPLOAD_PATH + grant.token
+    url = public_base(request) + UPLOAD_PATH + grant.token
     return respond(UploadTicket(id=grant.id, upload_url=url, expires_at=grant.expires_at), 201)
 
 

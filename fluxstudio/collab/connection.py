@@ -7,7 +7,8 @@ dropped, and a reader whose outbox passes `Limits.outbox_bytes` is closed (1013)
 When several document updates wait in an outbox they go out merged as one, so a reader that falls behind
 catches up in fewer, larger frames.
 
-Inbound, a message over `max_message_bytes` closes the socket (1009); past `messages_per_s` (a token
+Inbound, a message over `max_message_bytes` closes the socket (1009), text frames included (the protocol
+is binary, so a text frame is dropped, but only once it has been measured); past `messages_per_s` (a token
 bucket of `burst`) the socket is read more slowly, so TCP pushes back on the client and nothing is lost.
 """
 
@@ -83,18 +84,21 @@ class Connection:
         self._wake.set()
 
     async def recv(self) -> bytes:
-        while self.open:
+        while self.open and self._close_code is None:
             message = await self._receive()
             if message["type"] == "websocket.disconnect":
                 self.open = False
                 self._wake.set()
                 break
+            if self._close_code is not None:
+                break  # closing (a revoked token, too far behind): nothing more goes in
             data: bytes | None = message.get("bytes")
-            if data is None:
-                continue  # the protocol is binary; a text frame is noise
-            if len(data) > self._limits.max_message_bytes:
+            text: str | None = message.get("text")
+            if _size(data, text) > self._limits.max_message_bytes:
                 self.close(TOO_BIG, "message too big")
                 break
+            if data is None:
+                continue  # the protocol is binary; a text frame is noise
             await self._throttle()
             return data
         raise Closed
@@ -147,6 +151,12 @@ class Connection:
             await asyncio.sleep((1 - self._tokens) / limits.messages_per_s)
             self._tokens, self._stamp = 1.0, time.monotonic()
         self._tokens -= 1
+
+
+def _size(data: bytes | None, text: str | None) -> int:
+    if data is not None:
+        return len(data)
+    return len(text.encode("utf-8", "surrogatepass")) if text else 0
 
 
 async def reject(send: Send, code: int, reason: str) -> None:

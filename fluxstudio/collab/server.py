@@ -4,7 +4,11 @@ rooms, the store and the relay.
 Admission happens after the WebSocket is accepted (a close before accepting is an HTTP 403 to a browser,
 with no code it can read) and before any document data is sent: no or bad token, 4401; a room the
 token's user may not see, 4403. pycrdt-websocket's ASGIServer answered a rejecting `on_connect` with an
-HTTP 500 instead. The query string (the token) is never logged; the room name is.
+HTTP 500 instead. The query string (the token) is never logged; the room name is. A close reason never
+names an exception: it goes to whoever opened the socket.
+
+Admission is not forever: every `recheck_s` the API token behind the socket is looked up again, and a
+revoked one closes the socket with 4401 (a failed lookup, PostgreSQL away, keeps it open).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from fluxstudio.errors import Invalid, NotFound, Unavailable
 from fluxstudio.studio import collab
 
 USAGE = "ws(s)://HOST/collab/{room}?token=TOKEN"
+RECHECK_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class CollabOptions:
     idle_s: float = IDLE_S
     flush_every_s: float = FLUSH_EVERY_S
     resync_every_s: float = RESYNC_EVERY_S
+    #: How often an open socket's API token is checked again (revoked: closed with 4401).
+    recheck_s: float = RECHECK_S
 
 
 class CollabServer:
@@ -87,34 +94,54 @@ class CollabServer:
             return
         await send({"type": "websocket.accept"})
         rooms = self.rooms
-        code, user_id, reason = await self._admit(token, room) if rooms is not None else (RESTARTING, "", "")
-        if code is not None or rooms is None:
-            log.info("collab_rejected", room=room[:100], code=code, reason=reason, user_id=user_id or None)
+        admitted = await self._admit(token, room) if rooms is not None else (RESTARTING, None, "")
+        code, visitor, reason = admitted
+        user_id = visitor.user.id if visitor is not None else None
+        if code is not None or rooms is None or visitor is None:
+            log.info("collab_rejected", room=room[:100], code=code, reason=reason, user_id=user_id)
             await reject(send, code or RESTARTING, reason)
             return
-        await self._serve(rooms, Connection(receive, send, room, self.options.limits), user_id)
+        await self._serve(rooms, Connection(receive, send, room, self.options.limits), visitor)
 
-    async def _admit(self, token: str, room: str) -> tuple[int | None, str, str]:
-        """(close code or None to let the socket in, the user's id if known, why not)."""
+    async def _admit(self, token: str, room: str) -> tuple[int | None, collab.Visitor | None, str]:
+        """(close code or None to let the socket in, the visitor if known, why not)."""
         pool = self._platform.pool
         try:
             visitor = await collab.authenticate(pool, token)
         except NotFound:
-            return UNAUTHORIZED, "", "no valid token: pass ?token= (an API token or a room token)"
+            return UNAUTHORIZED, None, "no valid token: pass ?token= (an API token or a room token)"
         except Exception as exc:  # PostgreSQL away: the client should retry, not give up
-            return TRY_LATER, "", f"cannot check the token now ({type(exc).__name__})"
+            log.warning("collab_admission_failed", step="token", error=type(exc).__name__)
+            return TRY_LATER, None, "cannot check the token now"
         try:
             await collab.check_room(pool, visitor, room)
         except (NotFound, Invalid):
-            return FORBIDDEN, visitor.user.id, "this room does not exist or is not yours"
+            return FORBIDDEN, visitor, "this room does not exist or is not yours"
         except Exception as exc:
-            return TRY_LATER, visitor.user.id, f"cannot check the room now ({type(exc).__name__})"
-        return None, visitor.user.id, ""
+            log.warning("collab_admission_failed", step="room", error=type(exc).__name__)
+            return TRY_LATER, visitor, "cannot check the room now"
+        return None, visitor, ""
 
-    async def _serve(self, rooms: Rooms, conn: Connection, user_id: str) -> None:
+    async def _recheck(self, conn: Connection, visitor: collab.Visitor) -> None:
+        """Close the socket (4401) once the API token that opened it is revoked."""
+        while conn.open:
+            await asyncio.sleep(self.options.recheck_s)
+            try:
+                valid = await collab.still_valid(self._platform.pool, visitor)
+            except Exception as exc:  # PostgreSQL away: not a reason to drop an editor
+                log.debug("collab_recheck_failed", error=type(exc).__name__)
+                continue
+            if not valid:
+                log.info("collab_token_revoked", room=conn.path, user_id=visitor.user.id)
+                conn.close(UNAUTHORIZED, "the token was revoked")
+                return
+
+    async def _serve(self, rooms: Rooms, conn: Connection, visitor: collab.Visitor) -> None:
         metrics = self._platform.metrics
+        user_id = visitor.user.id
         metrics.collab_connections.inc()
         writer = asyncio.create_task(conn.run_writer(), name="collab-writer")
+        recheck = asyncio.create_task(self._recheck(conn, visitor), name="collab-recheck")
         started = time.monotonic()
         try:
             await rooms.serve(conn)
@@ -126,6 +153,7 @@ class CollabServer:
             log.exception("collab_socket_failed", room=conn.path, user_id=user_id)
             conn.close(SERVER_ERROR, "internal error")
         finally:
+            recheck.cancel()
             conn.close(RESTARTING if self.rooms is None else 1000)  # no-op once the client closed
             await writer
             metrics.collab_connections.dec()

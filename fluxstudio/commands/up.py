@@ -30,6 +30,7 @@ import uvicorn
 from rich.console import Console
 from rich.markup import escape
 
+from fluxstudio.commands.serve import SERVER_LIMITS
 from fluxstudio.config import Settings, load_settings
 from fluxstudio.db.migrations import upgrade
 from fluxstudio.db.pool import create_pool
@@ -108,6 +109,7 @@ async def _platform(
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=5,
+            **SERVER_LIMITS,
         )
     )
     workers = WorkerSupervisor(options.workers, env)

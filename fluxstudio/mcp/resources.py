@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from fluxstudio.errors import FluxError, NotFound
-from fluxstudio.mcp.calls import studio_call
+from fluxstudio.mcp.calls import check_ids, studio_call
 from fluxstudio.studio import assets, jobs
 
 ASSET_URI = "fluxstudio://assets/{asset_id}"
@@ -19,6 +19,7 @@ JOB_URI = "fluxstudio://jobs/{job_id}"
 async def asset_resource(asset_id: str, ctx: Context) -> str:
     call = studio_call(ctx)
     try:
+        check_ids({"asset_id": asset_id})
         asset = await assets.get_asset(call.pool, call.user, asset_id, call.urls)
     except FluxError as exc:
         raise _resource_error(exc) from exc
@@ -28,6 +29,7 @@ async def asset_resource(asset_id: str, ctx: Context) -> str:
 async def job_resource(job_id: str, ctx: Context) -> str:
     call = studio_call(ctx)
     try:
+        check_ids({"job_id": job_id})
         job = await jobs.get_job(call.pool, call.user, job_id)
     except FluxError as exc:
         raise _resource_error(exc) from exc

@@ -10,6 +10,8 @@ Choices, each for a reason found the hard way:
 - Host/Origin checks are off. The SDK enables them for localhost only, to stop DNS rebinding against
   servers that trust whoever reaches them; here every request needs a bearer token, which a rebinding
   page cannot have, and a deployment's host names (replicas, a proxy, a PaaS domain) are not ours to list.
+- `GET /mcp` is 405 (`Allow: POST`), as the transport allows: stateless, the server never sends on a
+  standalone stream, so the SDK's GET would hold a connection (and a task) open for nothing, forever.
 - Auth through the SDK's token-verifier seam (`auth.StudioTokenVerifier`). No OAuth discovery is
   advertised: no authorization server and no protected-resource metadata are configured, so none is
   served and the 401 names none. `AuthSettings` needs an issuer URL even so; it is used for nothing.
@@ -27,6 +29,7 @@ import structlog
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -109,6 +112,14 @@ class _SpeakingAsMcp:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            refusal = JSONResponse(
+                {"error": "this stateless server offers no SSE stream on GET; POST JSON-RPC messages"},
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
+            await refusal(scope, receive, send)
+            return
         with structlog.contextvars.bound_contextvars(component="mcp"):
             await self.app(scope, receive, send)
 

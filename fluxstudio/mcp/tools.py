@@ -83,8 +83,7 @@ async def create_upload(
     """
     call = studio_call(ctx)
     grant = await uploads.create_upload(call.pool, call.user, project_id, filename, transcode=transcode)
-    request = ctx.request_context.request
-    url = str(request.base_url).rstrip("/") + UPLOAD_PATH + grant.token if request is not None else ""
+    url = call.base_url + UPLOAD_PATH + grant.token if call.base_url else ""
     return UploadTicket(
         upload_id=grant.id,
         project_id=project_id,

@@ -45,6 +45,10 @@ class Limits:
     file_size_bytes: int = 8 * 2**30
     open_files: int = 512
     stall_timeout_s: float = 60.0  # out_time not advancing this long kills the transcode
+    #: CPU seconds a reporting child (ffmpeg with -progress) may burn without printing a line. ffmpeg
+    #: reports every 0.5 s while it works through the input; one that computes in silence is turning one
+    #: input frame into thousands (two frames hours apart, under a constant output rate): bad media.
+    silent_cpu_s: float = 10.0
 
 
 DEFAULT_LIMITS = Limits()

@@ -3,6 +3,11 @@
 The child gets its own session (process group), no stdin, a minimal environment and rlimits. Whatever
 ends the wait (exit, timeout, watchdog, cancellation of the awaiting task) the whole group is gone when
 `run` returns or raises: SIGTERM, then SIGKILL after a short grace.
+
+A child that reports on stdout (ffmpeg's `-progress`) is also watched for computing in silence: past
+`Limits.silent_cpu_s` of CPU time without a line it is stopped as `Runaway`, which is bad media (no retry),
+while a child that is silent because it gets no CPU (a starved or stopped process) is left to the
+caller's wall-clock stall rule, which may be the machine's fault.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fluxstudio.errors import UnreadableMedia
 from fluxstudio.media.guards import Limits, minimal_env, rlimits_preexec
 
 _TAIL_BYTES = 4096
@@ -32,6 +38,10 @@ class Finished:
     exit_code: int
     stdout: str  # empty when lines went to on_stdout_line
     stderr_tail: str
+
+
+class Runaway(UnreadableMedia):
+    """The child burnt `Limits.silent_cpu_s` of CPU without reporting: the input makes it run away."""
 
 
 class Stopped(Exception):
@@ -69,16 +79,18 @@ async def run(
         on_start(proc.pid)
     tail = bytearray()
     stdout_parts: list[str] = []
+    silence = _Silence(proc.pid, limits.silent_cpu_s) if on_stdout_line is not None else None
     try:
         async with asyncio.timeout(timeout_s):
             readers = asyncio.gather(
-                _read_lines(proc.stdout, on_stdout_line, stdout_parts),
+                _read_lines(proc.stdout, on_stdout_line, stdout_parts, silence),
                 _read_tail(proc.stderr, tail, tail_bytes),
             )
-            if watchdog is None:
+            if watchdog is None and silence is None:
                 await readers
             else:
-                await _watch(readers, watchdog, lambda: _decode(tail))
+                stderr = lambda: _decode(tail)  # noqa: E731
+                await _watch(readers, _watching(silence, watchdog, stderr), stderr)
             exit_code = await proc.wait()
     except TimeoutError:
         raise Stopped(f"ffmpeg ran longer than {timeout_s:g} s", _decode(tail)) from None
@@ -105,8 +117,48 @@ async def _watch(readers: asyncio.Future, watchdog: Watchdog, tail: Callable[[],
                 await readers
 
 
-async def _read_lines(stream: asyncio.StreamReader, handler: LineHandler | None, parts: list[str]) -> None:
+class _Silence:
+    """CPU time the child used since its last stdout line (Linux /proc; elsewhere it is never tripped)."""
+
+    def __init__(self, pid: int, limit_s: float) -> None:
+        self._stat = Path(f"/proc/{pid}/stat")
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.limit_s = limit_s
+        self.mark = self._cpu_s()
+
+    def _cpu_s(self) -> float:
+        try:
+            fields = self._stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime, all threads
+
+    def heard(self) -> None:
+        self.mark = self._cpu_s()
+
+    def burnt_s(self) -> float:
+        return self._cpu_s() - self.mark
+
+
+def _watching(silence: _Silence | None, watchdog: Watchdog | None, tail: Callable[[], str]) -> Watchdog:
+    async def watch() -> str | None:
+        if silence is not None and silence.burnt_s() > silence.limit_s:
+            raise Runaway(
+                f"ffmpeg computed for {silence.limit_s:g} CPU seconds without reporting progress: "
+                "the source makes it run away (e.g. frames hours apart turned into filler frames)",
+                stderr_tail=tail(),
+            )
+        return await watchdog() if watchdog is not None else None
+
+    return watch
+
+
+async def _read_lines(
+    stream: asyncio.StreamReader, handler: LineHandler | None, parts: list[str], silence: _Silence | None
+) -> None:
     while line := await stream.readline():
+        if silence is not None:
+            silence.heard()
         text = line.decode("utf-8", "replace").strip()
         if handler is None:
             parts.append(text + "\n")

@@ -3,6 +3,12 @@
 ffmpeg 9.0.2 can report `out_time` going backwards or `N/A` mid-run, and a job stopped by a signal still
 prints `progress=end`, so the fraction is clamped, monotonic and held below 1.0: only the caller, once
 ffmpeg exited 0 and the output was verified, reports 1.0.
+
+The reader is also a guard: under a constant output rate, a source whose frames are far apart is padded
+with duplicated frames, and when most of what ffmpeg encodes is filler (`dup_frames` past
+`DUP_FLOOR` and past `DUP_SHARE` of the frames) the source is bad media, raised as `UnreadableMedia`
+from `feed`, which stops ffmpeg. One gap so long that ffmpeg cannot report at all is
+`process.Runaway`'s to catch. With a variable output rate ffmpeg duplicates nothing and this never trips.
 """
 
 from __future__ import annotations
@@ -10,7 +16,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from fluxstudio.errors import UnreadableMedia
+
 _HOLD_BELOW = 0.999
+#: Duplicated frames that are always fine (a VFR phone clip's jitter, a few seconds of a frozen picture).
+DUP_FLOOR = 300
+#: Past the floor, the share of the output that may be filler.
+DUP_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class ProgressReader:
             return None
         block, self._block = self._block, {}
         self.ended = self.ended or value.strip() == "end"
+        _check_duplication(block)
         out_time = _out_time(block)
         if out_time is not None and out_time > self.out_time_s:
             self.out_time_s = out_time
@@ -57,6 +70,15 @@ class ProgressReader:
             eta_s=round(remaining / speed, 1) if speed else None,
         )
         return self.last
+
+
+def _check_duplication(block: dict[str, str]) -> None:
+    dups, frames = _float(block.get("dup_frames", "")), _float(block.get("frame", ""))
+    if dups is not None and frames and dups > DUP_FLOOR and dups > DUP_SHARE * frames:
+        raise UnreadableMedia(
+            f"{dups:.0f} of {frames:.0f} output frames are duplicates: the source's frames are too far "
+            "apart to play at a constant rate"
+        )
 
 
 def _out_time(block: dict[str, str]) -> float | None:

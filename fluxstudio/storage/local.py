@@ -7,6 +7,11 @@ outside it. Blocking file calls run in threads so the event loop keeps serving o
 
 Only the content type derived from the key is kept (`stat` derives it again): a folder has nowhere
 portable to store a per-object type.
+
+Objects are private to the user that runs FluxStudio: files are written 0600 (the API and the workers
+run as that user). To let a group read them as well (a web server serving the folder), make the storage
+folder group-owned and setgid (`chgrp www-data media && chmod 2750 media`): files are then written 0640,
+and new folders inherit the group.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -46,6 +52,7 @@ class LocalStorage:
             raise Invalid("local storage needs an absolute folder path")
         self.root = root.resolve()
         self.public_base_url = public_base_url
+        self._mode = _file_mode(self.root)
 
     def __repr__(self) -> str:
         return f"LocalStorage(root={str(self.root)!r})"
@@ -73,7 +80,7 @@ class LocalStorage:
 
     async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
         path = self._path(key)
-        await _in_thread(_write_atomically, path, lambda out: out.write(data))
+        await _in_thread(_write_atomically, path, lambda out: out.write(data), self._mode)
 
     async def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> None:
         target = self._path(key)
@@ -83,7 +90,7 @@ class LocalStorage:
             with path.open("rb") as source:
                 shutil.copyfileobj(source, out, CHUNK_SIZE)
 
-        await _in_thread(_write_atomically, target, copy)
+        await _in_thread(_write_atomically, target, copy, self._mode)
 
     async def open(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         check_range(start, end)
@@ -142,7 +149,16 @@ async def _in_thread(func: Callable[..., T], *args: object) -> T:
         raise Unavailable(f"local storage failed: {exc.strerror or type(exc).__name__}") from exc
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def _file_mode(root: Path) -> int:
+    """0600, or 0640 when the storage folder is setgid (shared with its group on purpose)."""
+    try:
+        shared = bool(root.stat().st_mode & stat.S_ISGID)
+    except OSError:  # made on first write; private until someone shares it
+        shared = False
+    return 0o640 if shared else 0o600
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object], mode: int = 0o600) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
@@ -153,7 +169,7 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             write(out)
-        os.chmod(temp, 0o644)  # mkstemp makes 0600; the files are served by other processes too
+        os.chmod(temp, mode)  # mkstemp makes 0600 already; 0640 when the folder is shared with a group
         try:
             os.replace(temp, path)
         except IsADirectoryError as exc:

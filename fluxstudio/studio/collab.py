@@ -8,7 +8,9 @@ table: it names the API token it was made with and is signed (HMAC-SHA256) with 
 a 256-bit value that never leaves the database. So it is checked with the same one-row lookup as an API
 token, and revoking the API token revokes its room tokens at once. Format:
 `rt_{api token id}.{expires, unix seconds}.{room, base64url}.{signature, base64url}`.
-A room token is checked when a socket opens; an open socket outlives its expiry (as with any session).
+A room token is checked when a socket opens; an open socket outlives its expiry (as with any session),
+but not the API token behind it: `still_valid` is asked again while the socket is open, and a revoked
+API token closes it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from fluxstudio.errors import Invalid, NotFound
+from fluxstudio.ids import is_id
 from fluxstudio.studio import tokens
 from fluxstudio.studio.users import User
 
@@ -54,6 +57,8 @@ class Visitor:
 
     user: User
     room: str | None = None
+    #: Which API token let the visitor in: ("id", token id) for a room token, ("token_hash", hash) else.
+    credential: tuple[str, str] = ("id", "")
 
 
 def parse_room(room: str) -> tuple[str, str]:
@@ -90,18 +95,27 @@ async def create_room_token(
 async def authenticate(pool: asyncpg.Pool, token: str) -> Visitor:
     """The visitor behind an API token or a room token; NotFound when it is unknown, revoked or expired."""
     if not token.startswith(ROOM_TOKEN_PREFIX):
-        return Visitor(await tokens.authenticate(pool, token))
+        user = await tokens.authenticate(pool, token)
+        return Visitor(user, credential=("token_hash", tokens.hash_token(token)))
     try:
         token_id, expires_text, room_b64, signature = token[len(ROOM_TOKEN_PREFIX):].split(".")
         expires, room = int(expires_text), base64.urlsafe_b64decode(room_b64 + "==").decode()
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise NotFound(_UNKNOWN) from None
-    if len(token) > _TOKEN_MAX or expires < time.time():
+    # The id is checked for shape before it goes near the database (a NUL byte would fail the driver).
+    if len(token) > _TOKEN_MAX or expires < time.time() or not is_id(token_id, "tok"):
         raise NotFound(_UNKNOWN)
     row = await _token_row(pool, "id", token_id)
     if row is None or not hmac.compare_digest(signature, _sign(row["token_hash"], token_id, expires, room)):
         raise NotFound(_UNKNOWN)
-    return Visitor(User(row["user_id"], row["email"]), room)
+    return Visitor(User(row["user_id"], row["email"]), room, credential=("id", token_id))
+
+
+async def still_valid(pool: asyncpg.Pool, visitor: Visitor) -> bool:
+    """Whether the API token that let `visitor` in is still live (not revoked). A room token's own expiry
+    is not checked again: it bounds when a socket may open, not how long it stays."""
+    column, value = visitor.credential
+    return value != "" and await _token_row(pool, column, value) is not None
 
 
 async def _token_row(pool: asyncpg.Pool, column: str, value: str) -> asyncpg.Record | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from fluxstudio.errors import Unavailable
+from fluxstudio.errors import Conflict, Unavailable
 from fluxstudio.ids import new_id
 from fluxstudio.log import get_logger
 from fluxstudio.queue import Queue
@@ -22,6 +22,18 @@ from fluxstudio.studio.models import Job, JobError, JobOptions
 
 #: pg_try_advisory_xact_lock key of the reconciler: "fluxrecn" as a signed 64-bit number.
 RECONCILE_LOCK_KEY = int.from_bytes(b"fluxrecn", "big") - 2**63
+#: pg_advisory_xact_lock key that serialises capped claims ("fluxclam"), so a cap is never overshot.
+CLAIM_LOCK_KEY = int.from_bytes(b"fluxclam", "big") - 2**63
+
+#: How many jobs of the job's user run now ($1: the job).
+_RUNNING_OF_OWNER = """
+SELECT count(*) FROM jobs o
+JOIN assets a ON a.id = o.asset_id JOIN projects p ON p.id = a.project_id
+WHERE o.status = 'running' AND p.user_id = (
+    SELECT p2.user_id FROM jobs j
+    JOIN assets a2 ON a2.id = j.asset_id JOIN projects p2 ON p2.id = a2.project_id
+    WHERE j.id = $1 AND j.status = 'queued' AND (j.run_after IS NULL OR j.run_after <= now()))
+"""
 _FENCE = "j.id = $1 AND j.attempt = $2 AND j.status = 'running'"
 
 log = get_logger()
@@ -40,6 +52,16 @@ class Claim:
     attempts_used: int  # this one included; shutdown hand-backs not
 
 
+class UserAtCapacity(Conflict):
+    """The job is ready, but its user already runs the most jobs allowed: wake it again a little later.
+
+    The worker defers the wake-up (arq `Retry`) and takes the next one, so another user's job goes
+    ahead of the rest of this user's queue instead of waiting behind all of it.
+    """
+
+    code = "user_at_capacity"
+
+
 @dataclass(frozen=True)
 class RenditionRecord:
     name: str
@@ -52,9 +74,25 @@ class RenditionRecord:
     playlist_key: str
 
 
-async def claim_job(pool: asyncpg.Pool, job_id: str, *, worker: str, lease_s: float) -> Claim | None:
-    """Take a queued job; None if it is not (any more) queued or waits for its back-off to pass."""
+async def claim_job(
+    pool: asyncpg.Pool,
+    job_id: str,
+    *,
+    worker: str,
+    lease_s: float,
+    max_running_per_user: int | None = None,
+) -> Claim | None:
+    """Take a queued job; None if it is not (any more) queued or waits for its back-off to pass.
+
+    With `max_running_per_user` (0 or None: no cap), a job whose user already runs that many raises
+    `UserAtCapacity` and stays queued. Capped claims are serialised by a transaction lock (a few ms
+    each, one per job start) so that two workers cannot both see the user below the cap.
+    """
     async with pool.acquire() as connection, connection.transaction():
+        if max_running_per_user:
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK_KEY)
+            if await connection.fetchval(_RUNNING_OF_OWNER, job_id) >= max_running_per_user:
+                raise UserAtCapacity(f"the job's user already runs {max_running_per_user} jobs")
         row = await connection.fetchrow(
             "UPDATE jobs AS j SET status = 'running', attempt = attempt + 1,"
             " lease_until = now() + make_interval(secs => $3), worker = $2,"

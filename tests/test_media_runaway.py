@@ -20,7 +20,9 @@ from fluxstudio.media.process import Runaway
 from tests.fixtures.media import group_alive, run_ffmpeg
 from tests.test_worker_hardening import frames_hours_apart
 
-BOUND_S = 45  # measured 8-11 s on this loaded 2-core machine; the unfixed code ran for minutes
+#: Measured 8-11 s on this 2-core machine, over 60 s while six test suites shared it (then the 60 s stall
+#: rule ends it, still as bad media); the unfixed code ran for minutes and was retried.
+BOUND_S = 90
 
 
 def spawned(pids: list[int]):
@@ -56,19 +58,19 @@ async def test_mostly_duplicated_output_is_bad_media(tmp_path: Path, tools) -> N
 
 
 async def test_a_stopped_ffmpeg_is_not_blamed_on_the_media(make_clip, tmp_path: Path, tools) -> None:
-    source = make_clip("stopped", size="640x360", duration=10, audio=False)
+    source = make_clip("stopped", size="320x240", duration=10, audio=False)
     ladder = plan_ladder(await probe(source, tools))
     pids: list[int] = []
     progressed = asyncio.Event()
     job = asyncio.create_task(
         transcode_hls(
             source, tmp_path / "out", ladder, tools, on_start=spawned(pids), preset="medium",
-            limits=Limits(stall_timeout_s=2.0, silent_cpu_s=1.0),
+            limits=Limits(stall_timeout_s=2.0),
             on_progress=lambda p: p.out_time_s > 0 and progressed.set(),
         )
     )  # fmt: skip
-    await asyncio.wait_for(progressed.wait(), 30)
+    await asyncio.wait_for(progressed.wait(), 90)
     os.kill(pids[0], signal.SIGSTOP)  # silent, but burning no CPU: the machine's problem, retryable
     with pytest.raises(MediaError, match="no progress") as caught:
-        await asyncio.wait_for(job, 30)
+        await asyncio.wait_for(job, 60)
     assert not isinstance(caught.value, UnreadableMedia)

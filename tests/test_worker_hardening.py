@@ -25,8 +25,9 @@ from tests.fixtures.platform import REPO, wait_for
 pytestmark = pytest.mark.slow
 
 FAST = ("--lease", "3", "--reconcile-every", "1", "--retry-base", "1")
-#: The crafted file took 3.6 minutes of the only worker (3 attempts); now one attempt within this bound.
-BAD_MEDIA_BOUND_S = 60
+#: The crafted file took 3.6 minutes of the only worker (3 attempts); now one attempt within this bound
+#: (about 10 s on a quiet machine; the 60 s stall rule, still as bad media, when six suites share it).
+BAD_MEDIA_BOUND_S = 100
 
 
 def frames_hours_apart(folder: Path) -> Path:
@@ -68,7 +69,7 @@ async def test_one_users_queue_does_not_starve_another_user(
 ) -> None:  # fmt: skip
     clip = clips(duration=20.0, size="640x360")  # long enough that the first job outlasts a few polls
     heavy = [await make_asset(clip) for _ in range(5)]
-    light = await make_asset(clip, stranger)
+    light = await make_asset(clips(duration=2.0, size="320x240"), stranger)
     options = JobOptions(renditions=["360p"])
     queued = [await jobs.create_job(pool, queue, owner, a, options, max_attempts=1) for a in heavy]
     other = await jobs.create_job(pool, queue, stranger, light, options, max_attempts=1)
@@ -77,10 +78,10 @@ async def test_one_users_queue_does_not_starve_another_user(
     )
     start_worker(env, *FAST, "--concurrency", "2", "--queue", queue_name)
 
-    async def other_done() -> bool:
-        return (await jobs.get_job(pool, stranger, other.id)).status == "succeeded"
+    async def other_started() -> bool:
+        return await pool.fetchval("SELECT started_at FROM jobs WHERE id = $1", other.id) is not None
 
-    await wait_for(other_done, 120, "the other user's job to succeed")
+    await wait_for(other_started, 120, "the other user's job to start")
     started = await pool.fetch(
         "SELECT id, started_at, status FROM jobs WHERE id = ANY($1::text[]) ORDER BY started_at NULLS LAST",
         [j.id for j in queued],

@@ -27,6 +27,9 @@ from fluxstudio.media.guards import Limits, minimal_env, rlimits_preexec
 _TAIL_BYTES = 4096
 _KILL_GRACE_S = 2.0
 _WATCH_PERIOD_S = 0.25
+#: CPU seconds in silence that make a stall the input's fault: ffmpeg reports twice a second while it
+#: works, so between two lines it burns at most about a second even on two busy cores.
+_STALL_CPU_S = 2.0
 
 LineHandler = Callable[[str], Awaitable[None] | None]
 # Polled while the child runs: returns why it must be stopped, or None. May also emit heartbeats.
@@ -143,14 +146,23 @@ class _Silence:
 def _watching(silence: _Silence | None, watchdog: Watchdog | None, tail: Callable[[], str]) -> Watchdog:
     async def watch() -> str | None:
         if silence is not None and silence.burnt_s() > silence.limit_s:
-            raise Runaway(
-                f"ffmpeg computed for {silence.limit_s:g} CPU seconds without reporting progress: "
-                "the source makes it run away (e.g. frames hours apart turned into filler frames)",
-                stderr_tail=tail(),
-            )
-        return await watchdog() if watchdog is not None else None
+            raise _runaway(f"computed for {silence.limit_s:g} CPU seconds", tail())
+        reason = await watchdog() if watchdog is not None else None
+        if reason is not None and silence is not None and silence.burnt_s() >= _STALL_CPU_S:
+            # The caller's wall-clock stall rule fired first (a loaded machine gives ffmpeg little CPU),
+            # but ffmpeg was working all along, only not reporting: the input, not the machine.
+            raise _runaway(f"computed for {silence.burnt_s():.1f} CPU seconds ({reason})", tail())
+        return reason
 
     return watch
+
+
+def _runaway(what: str, stderr_tail: str) -> Runaway:
+    return Runaway(
+        f"ffmpeg {what} without reporting progress: the source makes it run away "
+        "(e.g. frames hours apart turned into filler frames)",
+        stderr_tail=stderr_tail,
+    )
 
 
 async def _read_lines(

@@ -104,11 +104,12 @@ def measure(
     if abs(media.duration_s - expected_s) > margin_s:
         raise ShortOutput(f"{playlist} lasts {media.duration_s:.2f} s, the source {expected_s:.2f} s")
     rates, total_bits = [], 0
+    longest = max(duration for _, duration in media.segments)
     for uri, duration in media.segments:
         bits = (folder / uri).stat().st_size * 8
         total_bits += bits
-        # A short last segment says little about the peak; count it only if it is all there is.
-        if duration >= 0.5 * media.segments[0][1] or len(media.segments) == 1:
+        # A short first or last segment says little about the peak; count it only if it is all there is.
+        if duration >= 0.5 * longest or len(media.segments) == 1:
             rates.append(bits / max(duration, 1e-3))
     average = math.ceil(total_bits / max(media.duration_s, 1e-3))
     return media, max(math.ceil(max(rates, default=average)), average), average

@@ -1,0 +1,98 @@
+"""What rides along with the ladder in the same ffmpeg process: a poster, a storyboard sprite and its
+WebVTT, and optionally one progressive MP4 (M4A for audio-only sources).
+
+Pure planning and text: the sizes and times here are what the filter graph in `command.py` is told, so
+the WebVTT cues we write point exactly at the tiles ffmpeg drew. No ffmpeg is started here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from fluxstudio.media.ladder import Ladder
+
+POSTER = "poster.jpg"
+SPRITE = "storyboard.jpg"
+STORYBOARD = "storyboard.vtt"
+MP4 = "download.mp4"
+M4A = "download.m4a"
+
+TILE_WIDTH = 160
+MAX_TILES = 100
+MAX_COLUMNS = 10
+MIN_INTERVAL_S = 2
+
+
+@dataclass(frozen=True)
+class Storyboard:
+    interval_s: int  # one tile every this many seconds, from 0
+    count: int
+    columns: int
+    rows: int
+    tile_width: int
+    tile_height: int
+    duration_s: float
+
+    def cues(self) -> list[tuple[float, float, int, int]]:
+        """(start, end, x, y) of each tile."""
+        out = []
+        for i in range(self.count):
+            start = i * self.interval_s
+            end = min((i + 1) * self.interval_s, self.duration_s)
+            out.append((start, end, (i % self.columns) * self.tile_width, (i // self.columns) * self.tile_height))
+        return out
+
+
+def plan_storyboard(ladder: Ladder) -> Storyboard | None:
+    """None for an audio-only source. At most MAX_TILES tiles in one sprite, whatever the length."""
+    if not ladder.renditions or ladder.duration_s <= 0:
+        return None
+    top = ladder.renditions[0]
+    interval = max(MIN_INTERVAL_S, math.ceil(ladder.duration_s / MAX_TILES))
+    count = max(1, math.ceil(ladder.duration_s / interval))
+    columns = min(MAX_COLUMNS, count)
+    height = max(2, round(TILE_WIDTH * top.height / top.width / 2) * 2)
+    return Storyboard(
+        interval_s=interval,
+        count=count,
+        columns=columns,
+        rows=math.ceil(count / columns),
+        tile_width=TILE_WIDTH,
+        tile_height=height,
+        duration_s=ladder.duration_s,
+    )
+
+
+def poster_time_s(ladder: Ladder) -> float:
+    """A representative frame: a third into the clip, but no later than 10 s (titles are over by then)."""
+    return round(min(ladder.duration_s / 3, 10.0), 3)
+
+
+def mp4_name(ladder: Ladder) -> str | None:
+    if not ladder.mp4:
+        return None
+    return M4A if ladder.audio_only else MP4
+
+
+def write_storyboard_vtt(out_dir: Path, board: Storyboard, sprite: str = SPRITE) -> Path:
+    """The WebVTT players read for scrub previews: each cue names a region of the sprite."""
+    lines = ["WEBVTT", ""]
+    for start, end, x, y in board.cues():
+        lines += [
+            f"{_stamp(start)} --> {_stamp(end)}",
+            f"{sprite}#xywh={x},{y},{board.tile_width},{board.tile_height}",
+            "",
+        ]
+    path = out_dir / STORYBOARD
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _stamp(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"

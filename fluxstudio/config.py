@@ -53,6 +53,8 @@ EXAMPLES = {
     "FFPROBE_PATH": "/usr/bin/ffprobe",
     "SPACES_ACCESS_KEY": "the access key id of a Spaces key",
     "SPACES_SECRET_KEY": "the secret of the same Spaces key",
+    "CORS_ORIGINS": "https://app.example.com,http://localhost:5173 (or * without cookies)",
+    "PLAYBACK_SIGNING_KEY": "32 or more random characters, e.g. from `openssl rand -hex 32`",
 }
 
 X264_PRESETS = (
@@ -146,6 +148,10 @@ class Settings:
     log_format: Literal["json", "console"]
     log_level: str
     home: Path
+    #: Browser origins allowed to call /api/v1 (CORS); ("*",) allows any origin, without credentials.
+    cors_origins: tuple[str, ...] = ()
+    #: HMAC key of signed playback tokens; None: no asset may be `signed`.
+    playback_signing_key: Secret | None = None
     #: Variables that were set, by name only; `doctor` reports on them without values.
     present: frozenset[str] = field(default_factory=frozenset)
 
@@ -194,6 +200,8 @@ def load_settings(component: str, environ: Mapping[str, str] | None = None) -> S
         log_format=reader.choice("LOG_FORMAT", ("json", "console"), "console"),  # type: ignore[arg-type]
         log_level=reader.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         home=home,
+        cors_origins=_cors_origins(reader),
+        playback_signing_key=reader.secret("PLAYBACK_SIGNING_KEY", _check_signing_key),
         present=frozenset(k for k in _KNOWN if env.get(k)),
     )
     if reader.problems:
@@ -279,6 +287,34 @@ def _s3_settings(reader: _Reader, storage_url: str) -> S3Settings | None:
         secret_key=Secret(secret) if secret else None,
         addressing_style=addressing_style,  # type: ignore[arg-type]
     )
+
+
+def _cors_origins(reader: _Reader) -> tuple[str, ...]:
+    value = reader.raw("CORS_ORIGINS")
+    if value is None:
+        return ()
+    origins = tuple(dict.fromkeys(part.strip().rstrip("/") for part in value.split(",") if part.strip()))
+    if "*" in origins and len(origins) > 1:
+        reader.problem("CORS_ORIGINS", "is either * alone or a list of origins, not both")
+        return ()
+    for origin in origins:
+        if origin != "*" and (error := _check_origin(origin)):
+            reader.problem("CORS_ORIGINS", error)
+            return ()
+    return origins
+
+
+def _check_origin(origin: str) -> str | None:
+    error, parts = _url_problem(origin, ("https", "http"))
+    if error:
+        return "has an entry that " + error
+    if not parts.hostname or parts.path or parts.query or parts.fragment:  # type: ignore[attr-defined]
+        return "has an entry that is not an origin (scheme://host[:port], no path)"
+    return None
+
+
+def _check_signing_key(value: str) -> str | None:
+    return None if len(value) >= 32 else "is too short: use at least 32 random characters"
 
 
 def _parse_size(text: str) -> int:

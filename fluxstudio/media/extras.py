@@ -41,7 +41,8 @@ class Storyboard:
         for i in range(self.count):
             start = i * self.interval_s
             end = min((i + 1) * self.interval_s, self.duration_s)
-            out.append((start, end, (i % self.columns) * self.tile_width, (i // self.columns) * self.tile_height))
+            x, y = (i % self.columns) * self.tile_width, (i // self.columns) * self.tile_height
+            out.append((start, end, x, y))
         return out
 
 

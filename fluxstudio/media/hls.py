@@ -87,7 +87,7 @@ async def transcode_hls(
     # ffmpeg runs in the private input folder, so a relative output path would land there.
     out_dir = out_dir.absolute()
     if any(c in str(out_dir) for c in "%:|[]\\'"):
-        raise Invalid("the output folder must not contain % : | [ ] \\ or ': ffmpeg's tee and HLS muxers read them")
+        raise Invalid("the output folder must not contain any of % : | [ ] \\ ' (ffmpeg's muxers read them)")
     if not (ladder.renditions or ladder.audio):
         raise UnreadableMedia("nothing to transcode: no video and no audio")
     existed = out_dir.exists()
@@ -244,12 +244,32 @@ def early_master(out_dir: Path, ladder: Ladder) -> Path | None:
     fps = ladder.fps or 30.0
     audio = None
     if ladder.audio:
-        audio = Variant(AUDIO_NAME, f"{AUDIO_NAME}/index.m3u8", ladder.audio_bitrate, ladder.audio_bitrate,
-                        AAC_LC, None, None, None, counts[AUDIO_NAME], 0.0)
+        audio = Variant(
+            AUDIO_NAME,
+            f"{AUDIO_NAME}/index.m3u8",
+            ladder.audio_bitrate,
+            ladder.audio_bitrate,
+            AAC_LC,
+            None,
+            None,
+            None,
+            counts[AUDIO_NAME],
+            0.0,
+        )
     variants = [
-        Variant(r.name, f"{r.name}/index.m3u8", r.bandwidth, r.video_bitrate + r.audio_bitrate,
-                h264_codecs(h264_level(r.width, r.height, fps), audio is not None), r.width, r.height,
-                ladder.fps, counts[r.name], 0.0, AUDIO_GROUP if audio else None)
+        Variant(
+            r.name,
+            f"{r.name}/index.m3u8",
+            r.bandwidth,
+            r.video_bitrate + r.audio_bitrate,
+            h264_codecs(h264_level(r.width, r.height, fps), audio is not None),
+            r.width,
+            r.height,
+            ladder.fps,
+            counts[r.name],
+            0.0,
+            AUDIO_GROUP if audio else None,
+        )
         for r in ladder.renditions
     ]
     if audio is not None and not variants:

@@ -115,9 +115,7 @@ def plan_ladder(info: MediaInfo, options: LadderOptions = LadderOptions()) -> La
     for name in fitting:  # each scaled from the one above, as the ffmpeg command does
         renditions.append(_rendition(name, PRESETS[name][0], above, info, fps))
         above = (renditions[-1].width, renditions[-1].height)
-    return Ladder(
-        renditions=tuple(renditions), audio=info.has_audio, fps=fps, source_fps=info.fps, **common
-    )
+    return Ladder(renditions=tuple(renditions), audio=info.has_audio, fps=fps, source_fps=info.fps, **common)
 
 
 def output_fps(fps: float | None) -> float:

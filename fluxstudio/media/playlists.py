@@ -70,9 +70,13 @@ def h264_codecs(level: int, audio: bool) -> str:
 
 
 def read_media_playlist(path: Path) -> MediaPlaylist:
+    return parse_media_playlist(path.read_text())
+
+
+def parse_media_playlist(text: str) -> MediaPlaylist:
     segments: list[tuple[str, float]] = []
     init, ended, pending = None, False, None
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line.startswith("#EXTINF:"):
             pending = float(line[8:].split(",", 1)[0])

@@ -304,6 +304,19 @@ class S3Storage:
     def url(self, key: str) -> str | None:
         return public_url(self.public_base_url, key)
 
+    async def presigned_url(self, key: str, expires_s: int) -> str:
+        """A GET URL for `key` that S3 honours for `expires_s` seconds (signed playback of private media).
+
+        Computed locally from the credentials: no request is sent. Never log it: it is a capability.
+        """
+        s3 = await self._client()
+        with self._errors("presign a URL"):
+            return await s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._full(key)},
+                ExpiresIn=max(1, int(expires_s)),
+            )
+
 
 def _endpoint_host(endpoint_url: str | None) -> str:
     """`host:port` of the endpoint for messages: never the whole URL, which could carry credentials."""

@@ -60,7 +60,7 @@ def job_from_row(row: asyncpg.Record) -> Job:
 def ladder_options(options: JobOptions) -> LadderOptions:
     """The media layer's options; Invalid (422) for an unknown rendition name."""
     renditions = tuple(options.renditions) if options.renditions is not None else None
-    return LadderOptions(renditions, options.segment_seconds, options.segment_format)
+    return LadderOptions(renditions, options.segment_seconds, options.segment_format, options.mp4)
 
 
 def output_prefix(asset_id: str, job_id: str) -> str:
@@ -136,8 +136,9 @@ async def create_job(
 
 
 async def get_job(pool: asyncpg.Pool, user: User, job_id: str) -> Job:
-    row = await pool.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs j {_OWNED} WHERE j.id = $1 AND p.user_id = $2",
-                              job_id, user.id)
+    row = await pool.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM jobs j {_OWNED} WHERE j.id = $1 AND p.user_id = $2", job_id, user.id
+    )
     if row is None:
         raise NotFound("job not found")
     return job_from_row(row)

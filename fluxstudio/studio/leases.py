@@ -125,6 +125,9 @@ async def succeed(
     *,
     renditions: Sequence[RenditionRecord],
     playback_key: str,
+    poster_key: str | None = None,
+    storyboard_key: str | None = None,
+    mp4_key: str | None = None,
 ) -> Job | None:
     """Publish the result in one transaction: job succeeded, renditions, asset ready with its playback
     key. None when the fence says the job is no longer ours (the caller then deletes its output)."""
@@ -145,18 +148,79 @@ async def succeed(
             " average_bandwidth, codecs, frame_rate, playlist_key)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             [
-                (new_id("ren"), job_id, asset_id, r.name, r.width, r.height, r.bandwidth,
-                 r.average_bandwidth, r.codecs, r.frame_rate, r.playlist_key)
+                (
+                    new_id("ren"),
+                    job_id,
+                    asset_id,
+                    r.name,
+                    r.width,
+                    r.height,
+                    r.bandwidth,
+                    r.average_bandwidth,
+                    r.codecs,
+                    r.frame_rate,
+                    r.playlist_key,
+                )
                 for r in renditions
             ],
         )
         await connection.execute(
-            "UPDATE assets SET status = 'ready', playback_key = $2, error = NULL, updated_at = now()"
+            "UPDATE assets SET status = 'ready', playback_key = $2, error = NULL, updated_at = now(),"
+            " playable = true, poster_key = $3, storyboard_key = $4, mp4_key = $5"
             " WHERE id = $1",
             asset_id,
             playback_key,
+            poster_key,
+            storyboard_key,
+            mp4_key,
+        )
+        await connection.execute(
+            "UPDATE jobs SET playable_at = coalesce(playable_at, now()) WHERE id = $1", job_id
         )
     return job_from_row(row)
+
+
+async def mark_playable(pool: asyncpg.Pool, job_id: str, attempt: int, playback_key: str) -> bool:
+    """Watch while transcoding: the running job's growing stream becomes the asset's playback URL.
+
+    Only for an asset that has nothing playable yet: a ready asset being transcoded again keeps playing
+    its finished stream until the new job succeeds. Fenced like every worker write. True when the job's
+    stream is now the one the asset plays (or already was).
+    """
+    async with pool.acquire() as connection, connection.transaction():
+        asset_id = await connection.fetchval(
+            f"UPDATE jobs AS j SET playable_at = coalesce(j.playable_at, now()) WHERE {_FENCE}"
+            " RETURNING j.asset_id",
+            job_id,
+            attempt,
+        )
+        if asset_id is None:
+            return False
+        done = await connection.fetchval(
+            "UPDATE assets SET playback_key = $2, playable = true, updated_at = now()"
+            " WHERE id = $1 AND (playback_key IS NULL OR playback_key = $2) RETURNING true",
+            asset_id,
+            playback_key,
+        )
+        if not done:
+            await connection.execute("UPDATE jobs SET playable_at = NULL WHERE id = $1", job_id)
+    return bool(done)
+
+
+async def take_down(pool: asyncpg.Pool, job_id: str, prefix: str) -> bool:
+    """A failed, cancelled or superseded attempt's partial stream is gone: the asset no longer points
+    into it (its playback_url is null again). True when it did."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("UPDATE jobs SET playable_at = NULL WHERE id = $1 AND status <> 'succeeded'",
+                                 job_id)  # fmt: skip
+        done = await connection.fetchval(
+            "UPDATE assets SET playback_key = NULL, playable = false, updated_at = now()"
+            " WHERE playback_key LIKE $1 || '%' AND status <> 'ready'"
+            " AND id = (SELECT asset_id FROM jobs WHERE id = $2) RETURNING true",
+            prefix,
+            job_id,
+        )
+    return bool(done)
 
 
 async def fail(

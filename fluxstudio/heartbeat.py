@@ -111,7 +111,9 @@ def check_local(home: Path, *, max_age_s: float = MAX_AGE_S, now: float | None =
     age = freshest.age_s(now)
     if age > max_age_s:
         return False, f"worker {freshest.worker} last beat {age:.0f} s ago (more than {max_age_s:.0f} s)"
-    return True, (f"worker {freshest.worker} beat {age:.0f} s ago, {freshest.jobs_running} job(s) running")
+    return True, (
+        f"worker {freshest.worker} beat {age:.0f} s ago, {freshest.jobs_running} job(s) running"
+    )
 
 
 async def read_fleet(redis: Redis, queue_name: str = DEFAULT_QUEUE, *, limit: int = 1000) -> list[Beat]:

@@ -46,11 +46,8 @@ class _WorkerCollector:
         arq = CounterMetricFamily(
             "fluxstudio_worker_arq_jobs", "arq job runs in this process by outcome", labels=["outcome"]
         )
-        for outcome, attribute in (
-            ("complete", "jobs_complete"),
-            ("failed", "jobs_failed"),
-            ("retried", "jobs_retried"),
-        ):
+        for outcome, attribute in (("complete", "jobs_complete"), ("failed", "jobs_failed"),
+                                   ("retried", "jobs_retried")):
             arq.add_metric([outcome], getattr(self.worker, attribute, 0))
         yield arq
         beats = read_local(self.home)

@@ -112,9 +112,7 @@ def _startup(settings: Settings, options: WorkerOptions) -> Any:
     async def startup(ctx: dict[str, Any]) -> None:
         assert settings.database_url is not None and settings.redis_url is not None
         pool = await create_pool(
-            settings.database_url.get(),
-            min_size=1,
-            max_size=options.concurrency + 4,
+            settings.database_url.get(), min_size=1, max_size=options.concurrency + 4,
             application_name="fluxstudio-worker",
         )
         queue = Queue(redis_client(settings.redis_url.get(), options.queue_name), options.queue_name)
@@ -126,10 +124,7 @@ def _startup(settings: Settings, options: WorkerOptions) -> Any:
         ctx["flux"] = w
         # Beat before anything slow (the first reconcile), so a probe sees a starting worker as alive.
         heartbeat = ctx["heartbeat"] = Heartbeat(
-            settings.home,
-            queue.redis,
-            queue_name=options.queue_name,
-            concurrency=options.concurrency,
+            settings.home, queue.redis, queue_name=options.queue_name, concurrency=options.concurrency,
             jobs_running=lambda: len(w.cancels),
         )
         await heartbeat.beat()

@@ -18,9 +18,8 @@ from fluxstudio.studio import collab
 class RoomTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    room: str = Field(
-        min_length=1, max_length=collab.ROOM_NAME_MAX, description="`asset:{id}` or `project:{id}`"
-    )
+    room: str = Field(min_length=1, max_length=collab.ROOM_NAME_MAX,
+                      description="`asset:{id}` or `project:{id}`")
 
 
 class RoomToken(BaseModel):

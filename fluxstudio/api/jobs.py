@@ -25,13 +25,8 @@ async def create_job(request: Request) -> Response:
     options = await read_model(request, JobOptions, empty_ok=True)
     key = request.headers.get(IDEMPOTENCY_HEADER)
     job = await jobs.create_job(
-        platform.pool,
-        platform.queue,
-        user,
-        request.path_params["asset_id"],
-        options,
-        idempotency_key=key,
-        max_attempts=platform.settings.job_max_attempts,
+        platform.pool, platform.queue, user, request.path_params["asset_id"], options,
+        idempotency_key=key, max_attempts=platform.settings.job_max_attempts,
     )
     return respond(job, 202)
 

@@ -49,9 +49,7 @@ async def serve_media(request: Request) -> Response:
     span = _requested_range(request, info)
     if span == "unsatisfiable":
         return problem(
-            request,
-            416,
-            code="range_not_satisfiable",
+            request, 416, code="range_not_satisfiable",
             detail=f"the object has {info.size} bytes",
             headers={"Content-Range": f"bytes */{info.size}", "Accept-Ranges": "bytes"},
         )

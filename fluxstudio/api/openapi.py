@@ -89,13 +89,8 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
     ]
     for p in op.params:
         params.append(
-            {
-                "name": p.name,
-                "in": p.where,
-                "required": p.required or p.where == "path",
-                "description": p.description,
-                "schema": p.schema,
-            }
+            {"name": p.name, "in": p.where, "required": p.required or p.where == "path",
+             "description": p.description, "schema": p.schema}
         )
     return params
 

@@ -44,10 +44,7 @@ async def create_upload_url(request: Request) -> Response:
     user = await require_user(request)
     body = await read_model(request, UploadCreate)
     grant = await uploads.create_upload(
-        platform_of(request).pool,
-        user,
-        request.path_params["project_id"],
-        body.filename,
+        platform_of(request).pool, user, request.path_params["project_id"], body.filename,
         transcode=body.transcode,
     )
     url = str(request.base_url).rstrip("/") + UPLOAD_PATH + grant.token
@@ -60,12 +57,7 @@ async def put_upload(request: Request) -> Response:
     refuse_announced_oversize(request, platform.settings.max_upload_bytes)
     redeemed = await uploads.redeem_upload(platform.pool, request.path_params["token"])
     return await _accept(
-        request,
-        platform,
-        redeemed.user,
-        redeemed.project_id,
-        redeemed.filename,
-        redeemed.transcode,
+        request, platform, redeemed.user, redeemed.project_id, redeemed.filename, redeemed.transcode,
         multipart=False,
     )
 
@@ -84,19 +76,11 @@ async def _accept(
     assert platform.storage is not None and platform.tools is not None
     try:
         async with receive_upload(
-            request,
-            platform.upload_dir,
-            settings.max_upload_bytes,
-            platform.metrics,
+            request, platform.upload_dir, settings.max_upload_bytes, platform.metrics,
             multipart_allowed=multipart,
         ) as received:
             asset, job = await uploads.accept_upload(
-                platform.pool,
-                platform.storage,
-                platform.tools,
-                platform.queue,
-                user,
-                project_id,
+                platform.pool, platform.storage, platform.tools, platform.queue, user, project_id,
                 received.path,
                 filename=filename or received.filename or DEFAULT_FILENAME,
                 content_type=received.content_type,

@@ -96,10 +96,8 @@ class Relay:
                 updates.setdefault(room, []).append(payload)
             else:
                 rest.append((channel, self._frame(kind, room, payload)))
-        merged = [
-            (room_channel(room), self._frame(_UPDATE, room, merge_updates(*payloads)))
-            for room, payloads in updates.items()
-        ]
+        merged = [(room_channel(room), self._frame(_UPDATE, room, merge_updates(*payloads)))
+                  for room, payloads in updates.items()]
         return merged + rest
 
     async def _publish(self) -> None:
@@ -183,7 +181,7 @@ class Relay:
                 self._connected = True
                 log.info("collab_relay_connected")
                 self._ask_all()  # catch up on whatever was published while we were away
-            elif (joined := self._joined.get(channel[len(_PREFIX) :])) is not None:
+            elif (joined := self._joined.get(channel[len(_PREFIX):])) is not None:
                 joined.set()
         elif message["type"] == "message":
             try:
@@ -197,7 +195,7 @@ class Relay:
             return  # our own publish, echoed
         decoder = Decoder(data[17:])
         name = (decoder.read_message() or b"").decode()
-        payload = data[17 + decoder.i0 :]
+        payload = data[17 + decoder.i0:]
         room = self._rooms.get(name)
         if room is None:
             return

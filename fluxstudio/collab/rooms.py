@@ -39,17 +39,10 @@ class Full(Exception):
 class Rooms(WebsocketServer):
     rooms: dict[str, Room]  # type: ignore[assignment]
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        idle_s: float = IDLE_S,
-        max_rooms: int = 5000,
-        on_change: Callable[[int], None] = lambda rooms: None,
-    ) -> None:
-        super().__init__(
-            rooms_ready=True, auto_clean_rooms=False, exception_handler=_carry_on, log=_library_log
-        )
+    def __init__(self, store: Store, *, idle_s: float = IDLE_S, max_rooms: int = 5000,
+                 on_change: Callable[[int], None] = lambda rooms: None) -> None:
+        super().__init__(rooms_ready=True, auto_clean_rooms=False, exception_handler=_carry_on,
+                         log=_library_log)
         self.store = store
         self.relay: Relay | None = None
         self._idle_s, self._max_rooms, self._on_change = idle_s, max_rooms, on_change

@@ -62,12 +62,8 @@ class CollabServer:
         """Open the store, the relay and the rooms on the platform's pool and Redis; close in reverse."""
         options, metrics = self.options, platform.metrics
         store = Store(platform.pool, flush_every_s=options.flush_every_s)
-        rooms = Rooms(
-            store,
-            idle_s=options.idle_s,
-            max_rooms=options.limits.rooms_per_process,
-            on_change=metrics.collab_rooms.set,
-        )
+        rooms = Rooms(store, idle_s=options.idle_s, max_rooms=options.limits.rooms_per_process,
+                      on_change=metrics.collab_rooms.set)
         redis_url = platform.settings.redis_url.get() if platform.settings.redis_url else ""
         rooms.relay = Relay(redis_url, rooms.rooms, resync_every_s=options.resync_every_s)
         async with store, rooms.relay, rooms:
@@ -85,7 +81,7 @@ class CollabServer:
             response = PlainTextResponse(f"connect with a WebSocket: {USAGE}", 426)
             await response(scope, receive, send)
             return
-        room = scope["path"][len(scope.get("root_path", "")) :].lstrip("/")
+        room = scope["path"][len(scope.get("root_path", "")):].lstrip("/")
         token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
         if (await receive())["type"] != "websocket.connect":
             return

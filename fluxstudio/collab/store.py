@@ -33,13 +33,8 @@ _LOCK_SPACE = "fluxstudio:collab"
 
 
 class Store:
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        *,
-        flush_every_s: float = FLUSH_EVERY_S,
-        compact_after_rows: int = COMPACT_AFTER_ROWS,
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, flush_every_s: float = FLUSH_EVERY_S,
+                 compact_after_rows: int = COMPACT_AFTER_ROWS) -> None:
         self._pool = pool
         self._flush_every_s = flush_every_s
         self._compact_after = compact_after_rows
@@ -81,8 +76,7 @@ class Store:
             try:
                 await self._pool.execute(
                     "INSERT INTO collab_updates (room, update) SELECT * FROM unnest($1::text[], $2::bytea[])",
-                    rooms,
-                    merged,
+                    rooms, merged,
                 )
             except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
                 for room, updates in self._writing.items():
@@ -119,9 +113,7 @@ class Store:
                     "INSERT INTO collab_snapshots (room, state, upto_seq) VALUES ($1, $2, $3)"
                     " ON CONFLICT (room) DO UPDATE SET state = excluded.state,"
                     " upto_seq = greatest(collab_snapshots.upto_seq, excluded.upto_seq), updated_at = now()",
-                    room,
-                    merge_updates(*parts),
-                    max(seqs),
+                    room, merge_updates(*parts), max(seqs),
                 )
                 await conn.execute("DELETE FROM collab_updates WHERE seq = ANY($1::bigint[])", seqs)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
@@ -172,3 +164,4 @@ class Store:
         except (Unavailable, TimeoutError) as exc:
             lost = sum(len(updates) for updates in self._pending.values())
             log.error("collab_updates_lost", updates=lost, rooms=len(self._pending), error=str(exc))
+

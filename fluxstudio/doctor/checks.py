@@ -156,15 +156,11 @@ def check_workers(redis: RedisFacts, database: DatabaseFacts) -> Check:
     if not redis.workers:
         if queued:
             return Check(
-                "workers",
-                FAIL,
-                f"no live worker heartbeat, and {queued} job(s) wait",
+                "workers", FAIL, f"no live worker heartbeat, and {queued} job(s) wait",
                 "start workers (`fluxstudio worker`) or check why they die: their logs and `worker --check`",
             )
         return Check(
-            "workers",
-            WARN,
-            "no live worker heartbeat (fine if workers scale to zero when idle)",
+            "workers", WARN, "no live worker heartbeat (fine if workers scale to zero when idle)",
             "start a worker (`fluxstudio worker`) before sending jobs",
         )
     now = time.time()
@@ -207,9 +203,7 @@ async def check_storage(settings: Settings) -> list[Check]:
     except Exception as exc:
         checks.append(Check("storage", FAIL, f"{where}: {_reason(exc)}", fix))
     if settings.s3 is not None:
-        checks.append(
-            await check_clock(settings.s3.endpoint_url or f"https://s3.{settings.s3.region}.amazonaws.com")
-        )
+        checks.append(await check_clock(settings.s3.endpoint_url or f"https://s3.{settings.s3.region}.amazonaws.com"))
     return checks
 
 
@@ -245,24 +239,12 @@ async def check_ffmpeg(settings: Settings) -> list[Check]:
     missing = [name for name in ("libx264", "aac") if name not in names]
     short = " ".join(version.split()[:3])
     if missing:
-        return [
-            Check(
-                "ffmpeg",
-                FAIL,
-                f"{short} at {tools.ffmpeg} lacks {' and '.join(missing)}",
-                "use a full build (Debian's ffmpeg has both) and point FFMPEG_PATH at it",
-            )
-        ]
+        return [Check("ffmpeg", FAIL, f"{short} at {tools.ffmpeg} lacks {' and '.join(missing)}",
+                      "use a full build (Debian's ffmpeg has both) and point FFMPEG_PATH at it")]
     checks = [Check("ffmpeg", OK, f"{short} at {tools.ffmpeg} with libx264 and aac")]
     if tools.ffprobe is None:
-        checks.append(
-            Check(
-                "ffprobe",
-                WARN,
-                "not found: media is probed by parsing `ffmpeg -i`",
-                "install Debian's ffmpeg (it brings ffprobe) or set FFPROBE_PATH",
-            )
-        )
+        checks.append(Check("ffprobe", WARN, "not found: media is probed by parsing `ffmpeg -i`",
+                            "install Debian's ffmpeg (it brings ffprobe) or set FFPROBE_PATH"))
     return checks
 
 

@@ -50,20 +50,17 @@ def failed(checks: Iterable[Check]) -> bool:
 
 def render_text(checks: list[Check], component: str) -> str:
     counts = {s: sum(1 for c in checks if c.status == s) for s in (OK, WARN, FAIL)}
-    summary = f"doctor ({component}): {counts[FAIL]} FAIL, {counts[WARN]} warn, {counts[OK]} ok" + (
-        " - fix the FAIL lines first" if counts[FAIL] else ""
+    summary = (
+        f"doctor ({component}): {counts[FAIL]} FAIL, {counts[WARN]} warn, {counts[OK]} ok"
+        + (" - fix the FAIL lines first" if counts[FAIL] else "")
     )
     return "\n".join([*(c.line() for c in checks), summary]) + "\n"
 
 
 def render_json(checks: list[Check], component: str) -> str:
-    return (
-        json.dumps(
-            {"ok": not failed(checks), "component": component, "checks": [asdict(c) for c in checks]},
-            indent=2,
-        )
-        + "\n"
-    )
+    return json.dumps(
+        {"ok": not failed(checks), "component": component, "checks": [asdict(c) for c in checks]}, indent=2
+    ) + "\n"
 
 
 def secret_values(environ: Mapping[str, str]) -> list[str]:

@@ -26,7 +26,9 @@ PLACEHOLDER_FIX = (
 def check_settings(environ: Mapping[str, str], component: str) -> tuple[Settings, list[Check]]:
     """The settings doctor can work with (bad variables left out) and the lines about them."""
     checks: list[Check] = []
-    placeholders = {name for name in (*VARIABLES, *REQUIRED[component]) if "${" in (environ.get(name) or "")}
+    placeholders = {
+        name for name in (*VARIABLES, *REQUIRED[component]) if "${" in (environ.get(name) or "")
+    }
     try:
         settings = load_settings(component, environ)
         problems = []
@@ -61,3 +63,4 @@ def check_settings(environ: Mapping[str, str], component: str) -> tuple[Settings
             )
         )
     return settings, checks
+

@@ -38,7 +38,7 @@ _UNKNOWN = "unknown, revoked or expired token"
 _VISIBLE = {
     "project": "SELECT 1 FROM projects WHERE id = $1 AND user_id = $2",
     "asset": "SELECT 1 FROM assets a JOIN projects p ON p.id = a.project_id"
-    " WHERE a.id = $1 AND p.user_id = $2",
+             " WHERE a.id = $1 AND p.user_id = $2",
 }
 
 
@@ -92,7 +92,7 @@ async def authenticate(pool: asyncpg.Pool, token: str) -> Visitor:
     if not token.startswith(ROOM_TOKEN_PREFIX):
         return Visitor(await tokens.authenticate(pool, token))
     try:
-        token_id, expires_text, room_b64, signature = token[len(ROOM_TOKEN_PREFIX) :].split(".")
+        token_id, expires_text, room_b64, signature = token[len(ROOM_TOKEN_PREFIX):].split(".")
         expires, room = int(expires_text), base64.urlsafe_b64decode(room_b64 + "==").decode()
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise NotFound(_UNKNOWN) from None

@@ -136,9 +136,8 @@ async def create_job(
 
 
 async def get_job(pool: asyncpg.Pool, user: User, job_id: str) -> Job:
-    row = await pool.fetchrow(
-        f"SELECT {JOB_COLUMNS} FROM jobs j {_OWNED} WHERE j.id = $1 AND p.user_id = $2", job_id, user.id
-    )
+    row = await pool.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs j {_OWNED} WHERE j.id = $1 AND p.user_id = $2",
+                              job_id, user.id)
     if row is None:
         raise NotFound("job not found")
     return job_from_row(row)

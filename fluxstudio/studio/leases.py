@@ -148,19 +148,8 @@ async def succeed(
             " average_bandwidth, codecs, frame_rate, playlist_key)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             [
-                (
-                    new_id("ren"),
-                    job_id,
-                    asset_id,
-                    r.name,
-                    r.width,
-                    r.height,
-                    r.bandwidth,
-                    r.average_bandwidth,
-                    r.codecs,
-                    r.frame_rate,
-                    r.playlist_key,
-                )
+                (new_id("ren"), job_id, asset_id, r.name, r.width, r.height, r.bandwidth,
+                 r.average_bandwidth, r.codecs, r.frame_rate, r.playlist_key)
                 for r in renditions
             ],
         )

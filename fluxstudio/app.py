@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp
 
 from fluxstudio import __version__
+from fluxstudio.api.cors import ApiCors
 from fluxstudio.api.middleware import RequestContext
 from fluxstudio.api.openapi import build_openapi
 from fluxstudio.api.platform import Platform, open_platform
@@ -68,7 +69,10 @@ def create_app(
         routes.append(Mount(path, app=mounted))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestContext, metrics=platform.metrics)],
+        middleware=[
+            Middleware(RequestContext, metrics=platform.metrics),
+            Middleware(ApiCors, origins=settings.cors_origins),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )

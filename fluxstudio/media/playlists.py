@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fluxstudio.errors import MediaError
 
 AAC_LC = "mp4a.40.2"
+_URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
 # (level_idc, max macroblocks per second, max frame size in macroblocks), H.264 table A-1
 _H264_LEVELS = (
     (30, 40_500, 1_620),
@@ -146,3 +149,29 @@ def write_master(out_dir: Path, variants: list[Variant], audio: Variant | None, 
     partial.write_text("\n".join(lines) + "\n")
     os.replace(partial, master)  # a reader sees no master or a whole one
     return master
+
+
+def rewrite_playlist_uris(text: str, rewrite: Callable[[str], str]) -> str:
+    """Every URI of an HLS playlist (URI lines and `URI="..."` attributes) passed through `rewrite`."""
+    out = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            out.append(rewrite(stripped))
+        elif 'URI="' in stripped:
+            out.append(_URI_ATTRIBUTE.sub(lambda m: f'URI="{rewrite(m.group(1))}"', stripped))
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def rewrite_vtt_images(text: str, rewrite: Callable[[str], str]) -> str:
+    """A storyboard WebVTT with each cue's image (`sprite.jpg#xywh=...`) passed through `rewrite`."""
+    out = []
+    for line in text.splitlines():
+        if "#xywh=" in line and "-->" not in line:
+            uri, _, fragment = line.partition("#")
+            out.append(f"{rewrite(uri)}#{fragment}")
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"

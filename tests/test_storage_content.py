@@ -24,7 +24,7 @@ from fluxstudio.storage.content import IMMUTABLE, LIVE, NO_CACHE, SHORT, headers
         ("a/source.mp4", "video/mp4", NO_CACHE),
         ("a/source.mov", "video/quicktime", NO_CACHE),
         ("a/probe.json", "application/json", NO_CACHE),
-        ("a/poster.jpg", "image/jpeg", NO_CACHE),
+        ("a/thumb.jpg", "image/jpeg", NO_CACHE),
         ("a/source", "application/octet-stream", NO_CACHE),
         ("a/weird.zzz-unknown", "application/octet-stream", NO_CACHE),
     ],

@@ -8,7 +8,10 @@ Input and output `-t` bound what a source that lies about its length can make ff
 
 The extras ride the same decode: the HLS muxer and the optional MP4 are slaves of one `tee` output, so
 the MP4 reuses the top rung's encoded packets (no second encode), and the poster and the storyboard
-sprite are two small image outputs split off the cascade (`select` one frame; `fps=1/N,scale,tile`).
+tiles are two small image outputs split off the cascade (`select` one frame; `fps=1/N,scale`). The
+tiles are joined into one sprite afterwards (`extras.compose_sprite`, a few kilobytes of our own
+JPEGs): a `tile` filter would hold its only frame until the end, and ffmpeg reports no progress until
+every output has had a frame.
 
 Watch while transcoding: the first segment of every video rendition is 1 s (keyframes forced at 0, 1,
 then every segment), so every rendition has a segment about a second after ffmpeg starts; in one process
@@ -61,12 +64,14 @@ def ffmpeg_argv(
         argv += ["-map", "0:a:0", "-c:a", "aac", "-b:a", str(ladder.audio_bitrate),
                  "-ac", "2", "-ar", "48000"]
     argv += [*_CLEAN, "-t", budget, "-f", "tee", _tee(out_dir, ladder)]
+    # Image outputs must get a frame at once: ffmpeg prints no progress until every output has started.
     if ladder.renditions:
-        argv += ["-map", "[poster]", *_CLEAN, "-frames:v", "1", "-update", "1", "-q:v", "3",
+        argv += ["-map", "[poster]", *_CLEAN, "-t", budget, "-f", "image2", "-update", "1", "-q:v", "3",
                  str(out_dir / extras.POSTER)]
     if board is not None:
-        argv += ["-map", "[sprite]", *_CLEAN, "-frames:v", "1", "-update", "1", "-q:v", "5",
-                 str(out_dir / extras.SPRITE)]
+        (out_dir / extras.TILES).mkdir(parents=True, exist_ok=True)
+        argv += ["-map", "[sprite]", *_CLEAN, "-t", budget, "-f", "image2", "-q:v", "5",
+                 str(out_dir / extras.TILES / "%05d.jpg")]
     return argv
 
 
@@ -140,13 +145,12 @@ def _video_args(ladder: Ladder, preset: str, threads: int, storyboard: bool) -> 
             # stated, so the master's CODECS attribute says what the stream really is
             f"-level:v:{i}", f"{h264_level(r.width, r.height, fps) / 10:.1f}",
         ]
-    chains.append(f"[p0]select='gte(t,{extras.poster_time_s(ladder)})',trim=end_frame=1[poster]")
+    # The first frame starts the output; the frame at the poster time replaces it (`-update 1`).
+    poster_at = extras.poster_time_s(ladder)
+    chains.append(f"[p0]select='eq(n,0)+gte(t,{poster_at})',trim=end_frame=2[poster]")
     board = extras.plan_storyboard(ladder)
-    if storyboard and board is not None:
-        chains.append(
-            f"[s0]fps=1/{board.interval_s},scale={board.tile_width}:{board.tile_height},"
-            f"tile={board.columns}x{board.rows}[sprite]"
-        )
+    if storyboard and board is not None:  # tiles now; extras.compose_sprite tiles them after the encode
+        chains.append(f"[s0]fps=1/{board.interval_s},scale={board.tile_width}:{board.tile_height}[sprite]")
     seg = ladder.segment_seconds
     gop = max(2, round(fps * seg * 2))
     rate = ["-r", f"{fps:g}"] if ladder.source_fps and ladder.source_fps > 60 else []

@@ -1,21 +1,29 @@
 """What rides along with the ladder in the same ffmpeg process: a poster, a storyboard sprite and its
 WebVTT, and optionally one progressive MP4 (M4A for audio-only sources).
 
-Pure planning and text: the sizes and times here are what the filter graph in `command.py` is told, so
-the WebVTT cues we write point exactly at the tiles ffmpeg drew. No ffmpeg is started here.
+The sizes and times here are what the filter graph in `command.py` is told. The encode writes one small
+JPEG per storyboard tile; `compose_sprite` then joins the tiles it finds into the sprite (a `tile`
+filter in the encode would start its output only at the very end, which stalls ffmpeg's progress
+report), and the WebVTT names exactly those tiles.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fluxstudio.errors import MediaError
+from fluxstudio.media import process
+from fluxstudio.media.guards import DEFAULT_LIMITS
 from fluxstudio.media.ladder import Ladder
+from fluxstudio.media.tools import Tools
 
 POSTER = "poster.jpg"
 SPRITE = "storyboard.jpg"
 STORYBOARD = "storyboard.vtt"
+TILES = ".tiles"  # the encode's tiles, removed once joined
 MP4 = "download.mp4"
 M4A = "download.m4a"
 
@@ -64,6 +72,28 @@ def plan_storyboard(ladder: Ladder) -> Storyboard | None:
         tile_height=height,
         duration_s=ladder.duration_s,
     )
+
+
+async def compose_sprite(tools: Tools, out_dir: Path, board: Storyboard, timeout_s: float = 60) -> Storyboard:
+    """Join the tiles the encode wrote into `SPRITE`; returns the storyboard of the tiles there were."""
+    tiles = sorted((out_dir / TILES).glob("*.jpg"))
+    if not tiles:
+        raise MediaError("ffmpeg wrote no storyboard tiles")
+    count = min(len(tiles), board.count)  # a tick past the end, if the fps filter made one, is dropped
+    columns = min(MAX_COLUMNS, count)
+    board = replace(board, count=count, columns=columns, rows=math.ceil(count / columns))
+    # Our own files, numbered from 1: the image2 demuxer reads nothing else (its pattern has no path).
+    argv = [
+        tools.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "image2", "-framerate", "1",
+        "-i", "%05d.jpg", "-vf", f"tile={columns}x{board.rows}",
+        "-frames:v", "1", "-q:v", "5", "-y", str((out_dir / SPRITE).absolute()),
+    ]  # fmt: skip
+    done = await process.run(argv, cwd=out_dir / TILES, limits=DEFAULT_LIMITS, timeout_s=timeout_s)
+    if done.exit_code != 0 or not (out_dir / SPRITE).is_file():
+        raise MediaError("could not join the storyboard tiles", exit_code=done.exit_code,
+                         stderr_tail=done.stderr_tail)  # fmt: skip
+    shutil.rmtree(out_dir / TILES, ignore_errors=True)
+    return board
 
 
 def poster_time_s(ladder: Ladder) -> float:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fluxstudio.errors import Invalid, MediaError, UnreadableMedia
 from fluxstudio.media import extras, process
-from fluxstudio.media.command import AUDIO_GROUP, AUDIO_NAME, ffmpeg_argv
+from fluxstudio.media.command import AUDIO_GROUP, AUDIO_NAME, budget_s, ffmpeg_argv
 from fluxstudio.media.guards import DEFAULT_LIMITS, Limits, StagedInput
 from fluxstudio.media.ladder import Ladder
 from fluxstudio.media.playlists import (
@@ -100,7 +100,10 @@ async def transcode_hls(
         await _encode(
             staged, out_dir, ladder, tools, on_progress, preset, threads, timeout_s, limits, on_start
         )
-        result = _publish(out_dir, ladder)
+        board = extras.plan_storyboard(ladder)
+        if board is not None:
+            board = await extras.compose_sprite(tools, out_dir, board)
+        result = _publish(out_dir, ladder, board)
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
         if existed:
@@ -130,7 +133,7 @@ async def _encode(
     limits: Limits,
     on_start: Callable[[int], None] | None,
 ) -> None:
-    reader = ProgressReader(ladder.duration_s)
+    reader = ProgressReader(ladder.duration_s, cap_s=budget_s(ladder))
     emitted = [time.monotonic()]
 
     async def emit(progress: Progress) -> None:
@@ -177,7 +180,7 @@ async def _encode(
         )
 
 
-def _publish(out_dir: Path, ladder: Ladder) -> HlsResult:
+def _publish(out_dir: Path, ladder: Ladder, board: extras.Storyboard | None) -> HlsResult:
     """Check every rendition is whole, then write the master from what was measured."""
     audio = _measured(out_dir, AUDIO_NAME, ladder) if ladder.audio else None
     variants = []
@@ -202,7 +205,7 @@ def _publish(out_dir: Path, ladder: Ladder) -> HlsResult:
     elif audio is not None:
         audio = dataclasses.replace(audio, audio_group=AUDIO_GROUP)
     master = write_master(out_dir, variants, audio, fmp4=ladder.segment_format == "fmp4")
-    poster, storyboard, mp4 = _extras(out_dir, ladder)
+    poster, storyboard, mp4 = _extras(out_dir, ladder, board)
     files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file() and p != master)
     everything = [*variants, *([audio] if audio else [])]
     return HlsResult(
@@ -217,10 +220,11 @@ def _publish(out_dir: Path, ladder: Ladder) -> HlsResult:
     )
 
 
-def _extras(out_dir: Path, ladder: Ladder) -> tuple[str | None, str | None, str | None]:
+def _extras(
+    out_dir: Path, ladder: Ladder, board: extras.Storyboard | None
+) -> tuple[str | None, str | None, str | None]:
     """Check what rode along with the ladder, and write the storyboard's WebVTT for its sprite."""
     poster = extras.POSTER if ladder.renditions else None
-    board = extras.plan_storyboard(ladder)
     mp4 = extras.mp4_name(ladder)
     for name in (poster, mp4, extras.SPRITE if board else None):
         if name is not None and not (out_dir / name).is_file():

@@ -107,7 +107,8 @@ def plan_ladder(info: MediaInfo, options: LadderOptions = LadderOptions()) -> La
             **common,
         )
     renditions, above = [], (info.width, info.height)
-    if len(fitting) < len(wanted) and short > PRESETS[fitting[0]][0] + 1:
+    standard = {side for side, _ in PRESETS.values()}
+    if len(fitting) < len(wanted) and short not in standard and short > PRESETS[fitting[0]][0] + 1:
         # A preset was capped away and the source lies between standard heights (576 lines between 720
         # and 480): its own height is the top rung rather than a loss of resolution down to 480.
         renditions.append(_rendition(None, short - short % 2, above, info, fps))

@@ -127,16 +127,15 @@ class MediaAccess:
 async def media_access(db: Db, key: str, token: str | None, signing_key: Secret | None) -> MediaAccess:
     """Whether the object under `key` (`hls/{asset_id}/...`) may be served with this token.
 
-    NotFound for a key of no asset; Forbidden for a signed asset's object without a valid token.
+    Forbidden for a signed asset's object without a valid token. An object of no asset is left to
+    the storage to find (or not): public like any HLS output.
     """
     parts = key.split("/")
     if len(parts) < 3 or parts[0] != "hls":
         raise NotFound("no such media object")
     asset_id = parts[1]
     policy = await db.fetchval("SELECT playback_policy FROM assets WHERE id = $1", asset_id)
-    if policy is None:
-        raise NotFound("no such media object")
-    if policy == "public":
+    if policy != "signed":
         return MediaAccess(asset_id, signed=False)
     expires = verify(signing_key, token, asset_id)
     return MediaAccess(asset_id, signed=True, token=token, expires=expires)

@@ -326,3 +326,44 @@ async def test_signed_playback_on_local_storage(
         assert_problem(refused, 409)
         assert "PLAYBACK_SIGNING_KEY" in refused.json()["detail"]
         assert_problem(await plain.patch(f"/api/v1/assets/{mine[0]}", json={"playback_policy": "x"}), 422)
+
+
+async def test_signed_playback_on_s3_presigns_what_the_playlists_name(
+    make_user, playback_env: dict, start_api, start_worker, s3_server, clips: Path
+) -> None:
+    """S3: the API serves a signed asset's playlists (and storyboard) rewritten with presigned URLs that
+    expire with the token; other objects answer with a redirect to such a URL."""
+    bucket = await s3_server.create_bucket()
+    env = {**playback_env, **s3_server.environ(bucket)}
+    server = start_api(env)
+    start_worker(env, "--lease", "10")
+    clip = make_clip_in(clips, "s3signed", size="320x240", duration=3, fps=25)
+    user = await make_user("s3signed", server=server)
+    async with user.client() as client, httpx.AsyncClient(timeout=30) as anyone:
+        asset = await ready_asset(client, clip, {"mp4": True})
+        await client.patch(f"/api/v1/assets/{asset['id']}", json={"playback_policy": "signed"})
+        key = asset["playback_url"].split("/media/", 1)[1]
+        assert (await anyone.get(f"{server.url}/media/{key}")).status_code == 403
+        token = (await client.post(f"/api/v1/assets/{asset['id']}/playback-tokens", json={"ttl_s": 300})).json()
+        assert token["playback_url"].startswith(f"{server.url}/media/")
+
+        master = await anyone.get(token["playback_url"])
+        assert master.status_code == 200
+        variant = next(line for line in master.text.splitlines() if line and not line.startswith("#"))
+        assert "token=" in variant and "://" not in variant  # playlists come through the API again
+        media = await anyone.get(urljoin(token["playback_url"], variant))
+        segments = [line for line in media.text.splitlines() if line and not line.startswith("#")]
+        init = media.text.split('URI="')[1].split('"')[0]
+        for url in (init, *segments):
+            assert url.startswith(s3_server.endpoint_url) and "X-Amz-Signature=" in url
+            expires_in = int(parse_qs(urlsplit(url).query)["X-Amz-Expires"][0])
+            assert 0 < expires_in <= 300
+            assert (await anyone.get(url)).status_code == 200
+        poster = await anyone.get(token["poster_url"])
+        assert poster.status_code == 302 and poster.headers["location"].startswith(s3_server.endpoint_url)
+        assert (await anyone.get(poster.headers["location"])).headers["content-type"] == "image/jpeg"
+        vtt = (await anyone.get(token["storyboard_url"])).text
+        assert vtt.splitlines()[3].startswith(s3_server.endpoint_url)
+        argv = ["ffmpeg", "-v", "error", "-i", token["playback_url"], "-f", "null", "-"]
+        decoded = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True)
+        assert decoded.returncode == 0, decoded.stderr

@@ -134,6 +134,9 @@ class S3Storage:
             connect_timeout=5,
             read_timeout=60,
             s3={"addressing_style": addressing_style(s)},
+            # SigV4 everywhere, presigned URLs included (botocore would presign with V2 for a custom
+            # endpoint, which stores such as Spaces reject, and whose expiry is not X-Amz-Expires).
+            signature_version="s3v4",
             # Default CRC checksums (botocore >= 1.36) are refused by some S3-compatible stores.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",

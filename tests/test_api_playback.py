@@ -344,7 +344,8 @@ async def test_signed_playback_on_s3_presigns_what_the_playlists_name(
         await client.patch(f"/api/v1/assets/{asset['id']}", json={"playback_policy": "signed"})
         key = asset["playback_url"].split("/media/", 1)[1]
         assert (await anyone.get(f"{server.url}/media/{key}")).status_code == 403
-        token = (await client.post(f"/api/v1/assets/{asset['id']}/playback-tokens", json={"ttl_s": 300})).json()
+        tokens = f"/api/v1/assets/{asset['id']}/playback-tokens"
+        token = (await client.post(tokens, json={"ttl_s": 300})).json()
         assert token["playback_url"].startswith(f"{server.url}/media/")
 
         master = await anyone.get(token["playback_url"])

@@ -368,3 +368,31 @@ async def test_signed_playback_on_s3_presigns_what_the_playlists_name(
         argv = ["ffmpeg", "-v", "error", "-i", token["playback_url"], "-f", "null", "-"]
         decoded = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True)
         assert decoded.returncode == 0, decoded.stderr
+
+
+async def test_mcp_shows_playback_and_signs_for_signed_assets(
+    make_user, playback_api: ApiServer, playback_env: dict, start_worker, clips: Path
+) -> None:
+    from tests.test_mcp import call, connect
+
+    start_worker(playback_env, "--lease", "10")
+    clip = make_clip_in(clips, "mcp", size="320x240", duration=2, fps=25)
+    user = await make_user("mcpplay", server=playback_api)
+    async with user.client() as client:
+        ready = await ready_asset(client, clip, {"mp4": True})
+        async with connect(playback_api.url, user.token) as mcp:
+            seen = await call(mcp, "get_asset", asset_id=ready["id"])
+            for field in ("poster_url", "storyboard_url", "mp4_url", "playable", "playback_policy"):
+                assert seen[field] == ready[field]
+            public = await call(mcp, "get_playback_url", asset_id=ready["id"])
+            assert public["playback_url"] == ready["playback_url"] and public["poster_url"] == ready["poster_url"]
+            assert public["playback_policy"] == "public" and public["expires_at"] is None
+
+            await client.patch(f"/api/v1/assets/{ready['id']}", json={"playback_policy": "signed"})
+            assert (await call(mcp, "get_asset", asset_id=ready["id"]))["playback_url"] is None
+            first = await call(mcp, "get_playback_url", asset_id=ready["id"])
+            assert first["playback_policy"] == "signed" and "token=" in first["playback_url"]
+            assert first["expires_at"] is not None and "token=" in first["mp4_url"]
+            async with httpx.AsyncClient() as anyone:
+                assert (await anyone.get(first["playback_url"])).status_code == 200
+                assert (await anyone.get(first["playback_url"].split("?")[0])).status_code == 403

@@ -65,7 +65,7 @@ def ffmpeg_argv(
                  "-ac", "2", "-ar", "48000"]
     argv += [*_CLEAN, "-t", budget, "-f", "tee", _tee(out_dir, ladder)]
     # Image outputs must get a frame at once: ffmpeg prints no progress until every output has started.
-    if ladder.renditions:
+    if extras.has_poster(ladder):
         argv += ["-map", "[poster]", *_CLEAN, "-t", budget, "-f", "image2", "-update", "1", "-q:v", "3",
                  str(out_dir / extras.POSTER)]
     if board is not None:
@@ -132,7 +132,7 @@ def _video_args(ladder: Ladder, preset: str, threads: int, storyboard: bool) -> 
         outs = [f"[v{i}]"]
         if i < last_index:
             outs.append(f"[c{i}]")
-        if i == 0:  # the poster: one frame of the top rung
+        if i == 0 and extras.has_poster(ladder):  # the poster: one frame of the top rung
             outs.append("[p0]")
         if i == last_index and storyboard:  # the sprite: small tiles, cheapest from the lowest rung
             outs.append("[s0]")
@@ -145,9 +145,10 @@ def _video_args(ladder: Ladder, preset: str, threads: int, storyboard: bool) -> 
             # stated, so the master's CODECS attribute says what the stream really is
             f"-level:v:{i}", f"{h264_level(r.width, r.height, fps) / 10:.1f}",
         ]
-    # The first frame starts the output; the frame at the poster time replaces it (`-update 1`).
-    poster_at = extras.poster_time_s(ladder)
-    chains.append(f"[p0]select='eq(n,0)+gte(t,{poster_at})',trim=end_frame=2[poster]")
+    if extras.has_poster(ladder):
+        # The first frame starts the output; the frame at the poster time replaces it (`-update 1`).
+        poster_at = extras.poster_time_s(ladder)
+        chains.append(f"[p0]select='eq(n,0)+gte(t,{poster_at})',trim=end_frame=2[poster]")
     board = extras.plan_storyboard(ladder)
     if storyboard and board is not None:  # tiles now; extras.compose_sprite tiles them after the encode
         chains.append(f"[s0]fps=1/{board.interval_s},scale={board.tile_width}:{board.tile_height}[sprite]")

@@ -56,7 +56,7 @@ class Storyboard:
 
 def plan_storyboard(ladder: Ladder) -> Storyboard | None:
     """None for an audio-only source. At most MAX_TILES tiles in one sprite, whatever the length."""
-    if not ladder.renditions or ladder.duration_s <= 0:
+    if not ladder.renditions or not ladder.stills or ladder.duration_s <= 0:
         return None
     top = ladder.renditions[0]
     interval = max(MIN_INTERVAL_S, math.ceil(ladder.duration_s / MAX_TILES))
@@ -94,6 +94,10 @@ async def compose_sprite(tools: Tools, out_dir: Path, board: Storyboard, timeout
                          stderr_tail=done.stderr_tail)  # fmt: skip
     shutil.rmtree(out_dir / TILES, ignore_errors=True)
     return board
+
+
+def has_poster(ladder: Ladder) -> bool:
+    return bool(ladder.renditions) and ladder.stills
 
 
 def poster_time_s(ladder: Ladder) -> float:

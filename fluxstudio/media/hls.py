@@ -224,7 +224,7 @@ def _extras(
     out_dir: Path, ladder: Ladder, board: extras.Storyboard | None
 ) -> tuple[str | None, str | None, str | None]:
     """Check what rode along with the ladder, and write the storyboard's WebVTT for its sprite."""
-    poster = extras.POSTER if ladder.renditions else None
+    poster = extras.POSTER if extras.has_poster(ladder) else None
     mp4 = extras.mp4_name(ladder)
     for name in (poster, mp4, extras.SPRITE if board else None):
         if name is not None and not (out_dir / name).is_file():

@@ -78,6 +78,7 @@ class Ladder:
     #: the source's own frame rate: above 60 the output is decimated to `fps`; else timestamps pass
     source_fps: float | None = None
     mp4: bool = False
+    stills: bool = True  # the poster and the storyboard (off only to measure what they cost)
 
     @property
     def audio_only(self) -> bool:

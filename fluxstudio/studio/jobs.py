@@ -192,9 +192,11 @@ async def cancel_job(pool: asyncpg.Pool, queue: Queue | None, user: User, job_id
 
 
 async def _settle_asset(connection: asyncpg.Connection, asset_id: str) -> None:
-    # A cancelled job leaves an asset that was waiting for it as it was before: uploaded.
+    # A cancelled job leaves an asset that was waiting for it as it was before: uploaded, with nothing to
+    # play (its partial stream, if it was playable, is being removed by the worker).
     await connection.execute(
-        "UPDATE assets SET status = 'uploaded', updated_at = now() WHERE id = $1 AND status = 'processing'"
+        "UPDATE assets SET status = 'uploaded', playback_key = NULL, playable = false, updated_at = now()"
+        " WHERE id = $1 AND status = 'processing'"
         " AND NOT EXISTS (SELECT 1 FROM jobs WHERE asset_id = $1 AND status IN ('queued', 'running'))",
         asset_id,
     )

@@ -240,9 +240,10 @@ async def fail(
 
 async def _fail_asset(connection: asyncpg.Connection, asset_id: str, error: JobError) -> None:
     # An asset that is already playable (an earlier job) stays ready: a failed re-transcode loses nothing.
+    # A failed asset plays nothing: a partial stream it pointed into (watch while transcoding) goes.
     await connection.execute(
-        "UPDATE assets SET status = 'failed', error = $2, updated_at = now()"
-        " WHERE id = $1 AND status <> 'ready'",
+        "UPDATE assets SET status = 'failed', error = $2, updated_at = now(), playback_key = NULL,"
+        " playable = false WHERE id = $1 AND status <> 'ready'",
         asset_id,
         error.model_dump(),
     )

@@ -310,7 +310,8 @@ async def _renditions(db: Db, records: list[AssetRecord]) -> dict[str, list[asyn
 
 
 def _asset(record: AssetRecord, renditions: list[asyncpg.Record], urls: MediaUrls | None) -> Asset:
-    playable = record.playable and record.playback_key is not None
+    # Ready means playable; before that only while a running job's stream can be played.
+    playable = (record.playable or record.status == "ready") and record.playback_key is not None
     # A signed asset's URLs are only handed out with a token (studio/playback.py).
     public = urls is not None and record.playback_policy == "public"
 

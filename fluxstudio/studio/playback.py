@@ -104,7 +104,7 @@ async def create_token(
     def signed(key: str | None) -> str | None:
         return None if key is None else urls.with_token(key, token)
 
-    playable = record.playable and record.playback_key is not None
+    playable = (record.playable or record.status == "ready") and record.playback_key is not None
     return PlaybackToken(
         playback_url=signed(record.playback_key) if playable else None,
         poster_url=signed(record.poster_key),

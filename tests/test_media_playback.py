@@ -51,7 +51,7 @@ async def test_extras_ride_the_same_encode(make_clip, tmp_path, tools) -> None:
     out = tmp_path / "out"
     assert len(starts) == 1  # one ffmpeg for the ladder (the sprite join reads only our own tiles)
     assert (result.poster, result.storyboard, result.mp4) == (POSTER, STORYBOARD, MP4)
-    assert {POSTER, SPRITE, STORYBOARD, MP4} <= set(result.files) and not (out / ".tiles").exists()
+    assert {POSTER, SPRITE, STORYBOARD, MP4} <= set(result.files) and not list(out.glob(".tile-*"))
 
     (poster,) = streams(out / POSTER)
     assert (poster["codec_name"], poster["width"], poster["height"]) == ("mjpeg", 640, 360)

@@ -69,9 +69,8 @@ def ffmpeg_argv(
         argv += ["-map", "[poster]", *_CLEAN, "-t", budget, "-f", "image2", "-update", "1", "-q:v", "3",
                  str(out_dir / extras.POSTER)]
     if board is not None:
-        (out_dir / extras.TILES).mkdir(parents=True, exist_ok=True)
         argv += ["-map", "[sprite]", *_CLEAN, "-t", budget, "-f", "image2", "-q:v", "5",
-                 str(out_dir / extras.TILES / "%05d.jpg")]
+                 str(out_dir / extras.TILES)]
     return argv
 
 

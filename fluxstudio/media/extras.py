@@ -10,7 +10,6 @@ report), and the WebVTT names exactly those tiles.
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from fluxstudio.media.tools import Tools
 POSTER = "poster.jpg"
 SPRITE = "storyboard.jpg"
 STORYBOARD = "storyboard.vtt"
-TILES = ".tiles"  # the encode's tiles, removed once joined
+TILES = ".tile-%05d.jpg"  # the encode's tiles, numbered from 1, removed once joined
 MP4 = "download.mp4"
 M4A = "download.m4a"
 
@@ -76,7 +75,7 @@ def plan_storyboard(ladder: Ladder) -> Storyboard | None:
 
 async def compose_sprite(tools: Tools, out_dir: Path, board: Storyboard, timeout_s: float = 60) -> Storyboard:
     """Join the tiles the encode wrote into `SPRITE`; returns the storyboard of the tiles there were."""
-    tiles = sorted((out_dir / TILES).glob("*.jpg"))
+    tiles = sorted(out_dir.glob(".tile-*.jpg"))
     if not tiles:
         raise MediaError("ffmpeg wrote no storyboard tiles")
     count = min(len(tiles), board.count)  # a tick past the end, if the fps filter made one, is dropped
@@ -85,14 +84,15 @@ async def compose_sprite(tools: Tools, out_dir: Path, board: Storyboard, timeout
     # Our own files, numbered from 1: the image2 demuxer reads nothing else (its pattern has no path).
     argv = [
         tools.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "image2", "-framerate", "1",
-        "-i", "%05d.jpg", "-vf", f"tile={columns}x{board.rows}",
+        "-i", TILES, "-vf", f"tile={columns}x{board.rows}",
         "-frames:v", "1", "-q:v", "5", "-y", str((out_dir / SPRITE).absolute()),
     ]  # fmt: skip
-    done = await process.run(argv, cwd=out_dir / TILES, limits=DEFAULT_LIMITS, timeout_s=timeout_s)
+    done = await process.run(argv, cwd=out_dir, limits=DEFAULT_LIMITS, timeout_s=timeout_s)
     if done.exit_code != 0 or not (out_dir / SPRITE).is_file():
         raise MediaError("could not join the storyboard tiles", exit_code=done.exit_code,
                          stderr_tail=done.stderr_tail)  # fmt: skip
-    shutil.rmtree(out_dir / TILES, ignore_errors=True)
+    for tile in tiles:
+        tile.unlink()
     return board
 
 

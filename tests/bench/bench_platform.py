@@ -314,7 +314,13 @@ async def run(args: argparse.Namespace, database_url: str, token: str, redis_url
             if "e2e" in parts:
                 await end_to_end(args.rounds, client, project, body, worker, argv, staged, bare_out)
             if "thumbnails" in parts:
-                await thumbnails(client, project, body)
+                # A keyframe a second, as phones and cameras write; then the sample's own 8.3 s GOP
+                # (x264's default keyint 250), where a frame can sit 250 frames after its keyframe.
+                short_gop = work / "gop30.mp4"
+                make = sample_args(tools.ffmpeg, short_gop, seconds=10, width=1920, height=1080, fps=30)
+                await asyncio.to_thread(subprocess.run, [*make[:-1], "-g", "30", make[-1]], check=True)
+                await thumbnails(client, project, short_gop.read_bytes(), "1 s GOP")
+                await thumbnails(client, project, body, "8.3 s GOP")
             if "playable" in parts:
                 long = work / "long.mp4"
                 make = sample_args(tools.ffmpeg, long, seconds=20, width=1920, height=1080, fps=30)
@@ -433,7 +439,7 @@ async def lag(
 
 
 async def thumbnails(
-    client: httpx.AsyncClient, project: str, body: bytes, misses: int = 9, hits: int = 30
+    client: httpx.AsyncClient, project: str, body: bytes, gop: str, misses: int = 9, hits: int = 30
 ) -> None:
     answer = await client.post(
         f"/api/v1/projects/{project}/assets", params={"filename": "t.mp4"}, content=body
@@ -452,7 +458,7 @@ async def thumbnails(
         hit_ms.append((time.perf_counter() - t0) * 1000)
     miss, hit = statistics.median(miss_ms), statistics.median(hit_ms)
     print(
-        f"\nthumbnail 1080p -> 640 wide, over HTTP: miss p50 {miss:.0f} ms (goal <= 300, "
+        f"\nthumbnail of 1080p ({gop}) -> 640 wide, over HTTP: miss p50 {miss:.0f} ms (goal <= 300, "
         f"{'ok' if miss <= 300 else 'MISSED'}), runs {[round(v) for v in miss_ms]}"
     )
     print(

@@ -40,8 +40,10 @@ def test_tokens_are_bound_to_an_asset_and_a_time() -> None:
         playback.verify(None, token, "ast_a", now=now)
 
 
-async def _running(pool: asyncpg.Pool, queue: Queue, owner: User, asset_id: str) -> leases.Claim:
-    job = await jobs.create_job(pool, queue, owner, asset_id, JobOptions(), max_attempts=1)
+async def _running(
+    pool: asyncpg.Pool, queue: Queue, owner: User, asset_id: str, max_attempts: int = 1
+) -> leases.Claim:
+    job = await jobs.create_job(pool, queue, owner, asset_id, JobOptions(), max_attempts=max_attempts)
     claim = await leases.claim_job(pool, job.id, worker="test", lease_s=30)
     assert claim is not None
     return claim
@@ -76,9 +78,26 @@ async def test_a_ready_asset_keeps_playing_its_stream_while_it_is_transcoded_aga
     second = await _running(pool, queue, owner, asset_id)
     prefix = jobs.output_prefix(asset_id, second.job_id)
     assert not await leases.mark_playable(pool, second.job_id, second.attempt, prefix + "master.m3u8")
-    assert not await leases.take_down(pool, second.job_id, prefix)
+    assert await leases.take_down(pool, second.job_id, second.attempt, prefix)  # its own to delete
     row = await _asset_row(pool, asset_id)
     assert (row["status"], row["playable"], row["playback_key"]) == ("ready", True, done)
+
+
+async def test_a_superseded_attempt_leaves_the_new_attempts_stream_alone(
+    pool: asyncpg.Pool, queue: Queue, owner: User, make_asset: AssetMaker, clips
+) -> None:
+    asset_id = await make_asset(clips(duration=1.0))
+    old = await _running(pool, queue, owner, asset_id, max_attempts=3)
+    prefix = jobs.output_prefix(asset_id, old.job_id)
+    # the old attempt's lease expired and another worker claimed the job again
+    await pool.execute("UPDATE jobs SET lease_until = now() - interval '1 s' WHERE id = $1", old.job_id)
+    await leases.reconcile(pool, None)
+    new = await leases.claim_job(pool, old.job_id, worker="other", lease_s=30)
+    assert new is not None and new.attempt == old.attempt + 1
+    assert await leases.mark_playable(pool, new.job_id, new.attempt, prefix + "master.m3u8")
+    assert not await leases.take_down(pool, old.job_id, old.attempt, prefix)  # not the old one's any more
+    row = await _asset_row(pool, asset_id)
+    assert (row["playable"], row["playback_key"]) == (True, prefix + "master.m3u8")
 
 
 async def test_cancel_takes_the_partial_stream_down_at_once(

@@ -212,11 +212,14 @@ class Transcode:
             await announce(self.w.queue, job)
 
     async def _discard_output(self) -> None:
-        """A failed, cancelled or superseded attempt takes its partial stream down, row first."""
+        """A failed, cancelled or superseded attempt takes its partial stream down, row first; not when a
+        later attempt of the job now writes (or has published) under the same prefix."""
+        owned = True
         with contextlib.suppress(*DB_ERRORS):
-            await leases.take_down(self.w.pool, self.claim.job_id, self.prefix)
-        with contextlib.suppress(FluxError):
-            await self.w.storage.delete_prefix(self.prefix)
+            owned = await leases.take_down(self.w.pool, self.claim.job_id, self.claim.attempt, self.prefix)
+        if owned:
+            with contextlib.suppress(FluxError):
+                await self.w.storage.delete_prefix(self.prefix)
 
     async def _hand_back(self) -> None:
         """Shutdown: the job goes back to the queue and the attempt does not count against it."""

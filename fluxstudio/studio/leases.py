@@ -196,20 +196,27 @@ async def mark_playable(pool: asyncpg.Pool, job_id: str, attempt: int, playback_
     return bool(done)
 
 
-async def take_down(pool: asyncpg.Pool, job_id: str, prefix: str) -> bool:
-    """A failed, cancelled or superseded attempt's partial stream is gone: the asset no longer points
-    into it (its playback_url is null again). True when it did."""
+async def take_down(pool: asyncpg.Pool, job_id: str, attempt: int, prefix: str) -> bool:
+    """A failed, cancelled or superseded attempt's partial stream goes: the asset no longer points into
+    it (its playback_url is null again). The job's output prefix is shared by its attempts, so when a
+    later attempt runs (or the job succeeded) the prefix is that attempt's and nothing is touched.
+    True when the prefix is this attempt's to delete."""
     async with pool.acquire() as connection, connection.transaction():
-        await connection.execute("UPDATE jobs SET playable_at = NULL WHERE id = $1 AND status <> 'succeeded'",
-                                 job_id)  # fmt: skip
-        done = await connection.fetchval(
-            "UPDATE assets SET playback_key = NULL, playable = false, updated_at = now()"
-            " WHERE playback_key LIKE $1 || '%' AND status <> 'ready'"
-            " AND id = (SELECT asset_id FROM jobs WHERE id = $2) RETURNING true",
-            prefix,
-            job_id,
+        job = await connection.fetchrow(
+            "SELECT asset_id, status, attempt FROM jobs WHERE id = $1 FOR UPDATE", job_id
         )
-    return bool(done)
+        if job is None:
+            return True  # the job (and its asset) are gone: whatever is left is nobody's
+        if job["status"] == "succeeded" or (job["status"] == "running" and job["attempt"] != attempt):
+            return False
+        await connection.execute("UPDATE jobs SET playable_at = NULL WHERE id = $1", job_id)
+        await connection.execute(
+            "UPDATE assets SET playback_key = NULL, playable = false, updated_at = now()"
+            " WHERE id = $1 AND playback_key LIKE $2 || '%' AND status <> 'ready'",
+            job["asset_id"],
+            prefix,
+        )
+    return True
 
 
 async def fail(

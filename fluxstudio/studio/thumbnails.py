@@ -49,9 +49,7 @@ def cache_key(asset_id: str, frame: int, width: int) -> str:
     return f"sources/{asset_id}/thumbnails/{frame}-{width}.jpg"
 
 
-async def thumbnail(
-    held: Holds, user: User, asset_id: str, time_s: float, width: int | None = None
-) -> bytes:
+async def thumbnail(held: Holds, user: User, asset_id: str, time_s: float, width: int | None = None) -> bytes:
     """The frame at `time_s` seconds (within one frame) as a JPEG `width` pixels wide (default 640, at
     least 16, capped at the source width). Invalid for a time outside [0, duration); Conflict for an
     asset without video; NotFound for another user's asset."""

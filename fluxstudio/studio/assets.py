@@ -5,7 +5,9 @@ the same guards as a transcode), so an asset row always has a readable source an
 
 Key layout:
     sources/{asset_id}/source{ext}   the upload as received (`source_key`): private, `/media` never serves it
-    hls/{asset_id}/{job_id}/...      a job's outputs (`jobs.output_prefix`), public by their unguessable path
+    sources/{asset_id}/thumbnails/   frames made on demand (studio/thumbnails.py), private like the source
+    hls/{asset_id}/{job_id}/...      a job's outputs (`jobs.output_prefix`): streams, poster, storyboard, MP4;
+                                     public by their unguessable path unless the asset is `signed`
 Deleting an asset deletes both folders.
 The source key never contains the client's filename: a name such as `-i`, `%d.mp4` or `../../x` is only
 ever shown back, never used as a path or an ffmpeg argument.

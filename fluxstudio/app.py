@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp
 
 from fluxstudio import __version__
+from fluxstudio.api.cors import ApiCors
 from fluxstudio.api.middleware import RequestContext
 from fluxstudio.api.openapi import build_openapi
 from fluxstudio.api.platform import Platform, open_platform
@@ -67,7 +68,10 @@ def create_app(
     routes += surface_routes
     for path, mounted in (mounts or {}).items():
         routes.append(Mount(path, app=mounted))
-    middleware = [Middleware(RequestContext, metrics=platform.metrics)]
+    middleware = [
+        Middleware(RequestContext, metrics=platform.metrics),
+        Middleware(ApiCors, origins=settings.cors_origins),
+    ]
     if settings.allowed_hosts != ("*",):  # ALLOWED_HOSTS: any other Host header is a 400
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts)))
     app = Starlette(

@@ -78,6 +78,8 @@ EXAMPLES = {
     "SPACES_ACCESS_KEY": "the access key id of a Spaces key",
     "SPACES_SECRET_KEY": "the secret of the same Spaces key",
     "FLUXSTUDIO_SERVER": "http://127.0.0.1:8000",
+    "CORS_ORIGINS": "https://app.example.com,http://localhost:5173 (or * without cookies)",
+    "PLAYBACK_SIGNING_KEY": "32 or more random characters, e.g. from `openssl rand -hex 32`",
 }
 
 X264_PRESETS = (
@@ -189,6 +191,10 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ("*",)
     #: Jobs of one user running at once across the fleet; 0 means no cap.
     max_running_jobs_per_user: int = 2
+    #: Browser origins allowed to call /api/v1 (CORS); ("*",) allows any origin, without credentials.
+    cors_origins: tuple[str, ...] = ()
+    #: HMAC key of signed playback tokens; None: no asset may be `signed`.
+    playback_signing_key: Secret | None = None
     #: Variables that were set, by name only; `doctor` reports on them without values.
     present: frozenset[str] = field(default_factory=frozenset)
 
@@ -307,6 +313,8 @@ def load_settings(
         public_url=_rstrip_slash(reader.get("PUBLIC_URL", _check_base_url)),
         allowed_hosts=_hosts(reader),
         max_running_jobs_per_user=reader.number("MAX_RUNNING_JOBS_PER_USER", 2, 0, 10_000),
+        cors_origins=_cors_origins(reader),
+        playback_signing_key=reader.secret("PLAYBACK_SIGNING_KEY", _check_signing_key),
         present=frozenset(k for k in _KNOWN if env.get(k)),
     )
     if reader.problems:
@@ -416,6 +424,34 @@ def _s3_settings(reader: _Reader, storage_url: str) -> S3Settings | None:
         secret_key=Secret(secret) if secret else None,
         addressing_style=addressing_style,  # type: ignore[arg-type]
     )
+
+
+def _cors_origins(reader: _Reader) -> tuple[str, ...]:
+    value = reader.raw("CORS_ORIGINS")
+    if value is None:
+        return ()
+    origins = tuple(dict.fromkeys(part.strip().rstrip("/") for part in value.split(",") if part.strip()))
+    if "*" in origins and len(origins) > 1:
+        reader.problem("CORS_ORIGINS", "is either * alone or a list of origins, not both")
+        return ()
+    for origin in origins:
+        if origin != "*" and (error := _check_origin(origin)):
+            reader.problem("CORS_ORIGINS", error)
+            return ()
+    return origins
+
+
+def _check_origin(origin: str) -> str | None:
+    error, parts = _url_problem(origin, ("https", "http"))
+    if error:
+        return "has an entry that " + error
+    if not parts.hostname or parts.path or parts.query or parts.fragment:  # type: ignore[attr-defined]
+        return "has an entry that is not an origin (scheme://host[:port], no path)"
+    return None
+
+
+def _check_signing_key(value: str) -> str | None:
+    return None if len(value) >= 32 else "is too short: use at least 32 random characters"
 
 
 def _parse_size(text: str) -> int:

@@ -39,6 +39,13 @@ class Invalid(FluxError):
     code = "invalid"
 
 
+class Forbidden(FluxError):
+    """A capability (a signed playback token) that is missing, altered or expired. Never for another
+    user's object: that is NotFound."""
+
+    code = "forbidden"
+
+
 class EmptyUpload(Invalid):
     code = "empty_upload"
 

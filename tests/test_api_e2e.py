@@ -34,6 +34,7 @@ async def test_upload_transcode_follow_and_play(
                 events.append((name, data))
         names = [name for name, _ in events]
         assert names[0] == "status" and names[-1] == "end" and names.count("end") == 1
+        assert names.count("playable") == 1 and names.index("playable") < names.index("end")
         final = events[-1][1]
         assert final["status"] == "succeeded" and final["progress"] == 1 and final["id"] == job_id
         progress = [data["progress"] for name, data in events if name == "progress"]
@@ -53,9 +54,9 @@ async def test_upload_transcode_follow_and_play(
                      if line.startswith("out_time_us=") and line.split("=")[1].isdigit())
         assert out_us / 1e6 == pytest.approx(2.0, abs=0.5)
 
-        # a late reader gets `end` at once; a finished job cannot be cancelled
+        # a late reader gets `playable` and `end` at once; a finished job cannot be cancelled
         async with asyncio.timeout(10), sse_events(client, f"/api/v1/jobs/{job_id}/events") as stream:
-            assert [name async for name, _ in stream] == ["end"]
+            assert [name async for name, _ in stream] == ["playable", "end"]
         assert_problem(await client.post(f"/api/v1/jobs/{job_id}/cancel"), 409)
 
         # deleting the asset takes its stream with it

@@ -45,7 +45,8 @@ async def test_fmp4_ladder_landscape(make_clip, tmp_path, tools) -> None:
     assert [r.name for r in ladder.renditions] == ["360p", "240p"]  # never upscaled
     played = assert_playable(out, ladder, result, 5.0)
     assert [(p["width"], p["height"]) for p in played] == [(640, 360), (426, 240)]
-    assert len(segment_durations(out / "360p/index.m3u8")) == 3
+    # 1 s first (watch while transcoding), then on the 2 s grid
+    assert segment_durations(out / "360p/index.m3u8") == pytest.approx([1, 1, 2, 1], abs=0.05)
     assert sorted(result.playlists) == ["240p", "360p", "audio"] and result.audio.codecs == "mp4a.40.2"
     assert result.duration_s == pytest.approx(5, abs=0.1)
     check_progress(events, events[0][0] - 0.1, wall)
@@ -57,7 +58,8 @@ async def test_ts_portrait_from_rotated_source(make_clip, tmp_path, tools) -> No
     _, ladder, result, _, _ = await transcode(source, out, tools, LadderOptions(segment_format="ts"))
     played = assert_playable(out, ladder, result, 2.0)
     assert (played[0]["width"], played[0]["height"]) == (240, 320)
-    assert all(f.endswith((".ts", ".m3u8")) for f in result.files)
+    assert all(f.endswith((".ts", ".m3u8", ".jpg", ".vtt")) for f in result.files)
+    assert {"poster.jpg", "storyboard.jpg", "storyboard.vtt"} <= set(result.files)
 
 
 async def test_native_portrait_stays_portrait(make_clip, tmp_path, tools) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fluxstudio.storage.content import IMMUTABLE, NO_CACHE, SHORT, headers_for
+from fluxstudio.storage.content import IMMUTABLE, LIVE, NO_CACHE, SHORT, headers_for
 
 
 @pytest.mark.parametrize(
@@ -12,7 +12,9 @@ from fluxstudio.storage.content import IMMUTABLE, NO_CACHE, SHORT, headers_for
     [
         ("a/hls/j1/master.m3u8", "application/vnd.apple.mpegurl", SHORT),
         ("a/hls/j1/MASTER.M3U8", "application/vnd.apple.mpegurl", SHORT),
-        ("a/hls/j1/720p/index.m3u8", "application/vnd.apple.mpegurl", IMMUTABLE),
+        ("a/hls/j1/720p/index.m3u8", "application/vnd.apple.mpegurl", LIVE),
+        ("a/hls/j1/poster.jpg", "image/jpeg", IMMUTABLE),
+        ("a/hls/j1/storyboard.vtt", "text/vtt", IMMUTABLE),
         ("a/hls/j1/720p/seg_00001.ts", "video/mp2t", IMMUTABLE),
         ("a/hls/j1/720p/seg_00001.m4s", "video/iso.segment", IMMUTABLE),
         ("a/hls/j1/720p/init.mp4", "video/mp4", IMMUTABLE),
@@ -22,7 +24,7 @@ from fluxstudio.storage.content import IMMUTABLE, NO_CACHE, SHORT, headers_for
         ("a/source.mp4", "video/mp4", NO_CACHE),
         ("a/source.mov", "video/quicktime", NO_CACHE),
         ("a/probe.json", "application/json", NO_CACHE),
-        ("a/poster.jpg", "image/jpeg", NO_CACHE),
+        ("a/thumb.jpg", "image/jpeg", NO_CACHE),
         ("a/source", "application/octet-stream", NO_CACHE),
         ("a/weird.zzz-unknown", "application/octet-stream", NO_CACHE),
     ],

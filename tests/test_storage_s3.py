@@ -19,7 +19,7 @@ from aiobotocore.config import AioConfig
 from fluxstudio.config import S3Settings, Secret, load_settings
 from fluxstudio.errors import FluxError, NotFound, Unavailable
 from fluxstudio.storage import S3Storage, open_storage
-from fluxstudio.storage.content import IMMUTABLE, NO_CACHE, SHORT
+from fluxstudio.storage.content import IMMUTABLE, LIVE, NO_CACHE, SHORT
 from fluxstudio.storage.s3 import MiB, _session, addressing_style
 from tests.fixtures.s3 import SECRET_KEY, LocalhostResolver, S3Server
 
@@ -56,7 +56,7 @@ async def fetch(admin: Any, bucket: str, key: str, method: str = "GET") -> httpx
     ("key", "content_type", "cache_control"),
     [
         ("hls/j1/master.m3u8", "application/vnd.apple.mpegurl", SHORT),
-        ("hls/j1/720p/playlist.m3u8", "application/vnd.apple.mpegurl", IMMUTABLE),
+        ("hls/j1/720p/playlist.m3u8", "application/vnd.apple.mpegurl", LIVE),
         ("hls/j1/720p/seg_00001.m4s", "video/iso.segment", IMMUTABLE),
         ("hls/j1/720p/init_0.mp4", "video/mp4", IMMUTABLE),
         ("hls/j1/360p/seg_00001.ts", "video/mp2t", IMMUTABLE),

@@ -23,16 +23,17 @@ from arq.worker import Retry
 
 from fluxstudio.errors import FluxError, Invalid, MediaError, NotFound, Unavailable, UnreadableMedia
 from fluxstudio.log import get_logger
-from fluxstudio.media import HlsResult, MediaInfo, Variant, plan_ladder, transcode_hls
+from fluxstudio.media import MediaInfo, Variant, plan_ladder, transcode_hls
 from fluxstudio.studio import leases
 from fluxstudio.studio.jobs import announce, ladder_options, output_prefix, wake
 from fluxstudio.studio.models import JobError
 from workers.context import WorkerContext
+from workers.live import LiveUpload
+from workers.live import stop as stop_live
 from workers.progress import ProgressRelay
 from workers.workdirs import WorkDir
 
 log = get_logger()
-_UPLOADS_AT_ONCE = 8
 #: How long the wake-up of a job whose user is at MAX_RUNNING_JOBS_PER_USER waits before it asks again.
 CAPPED_RETRY_S = 2.0
 #: What a database that went away raises through asyncpg.
@@ -101,6 +102,7 @@ class Transcode:
         self.prefix = output_prefix(claim.asset_id, claim.job_id)
         self.cancelled = w.cancels.setdefault(claim.job_id, asyncio.Event())
         self.relay = ProgressRelay(w.pool, w.queue, claim.job_id, claim.attempt)
+        self._ffmpeg_at: float | None = None
 
     async def run(self) -> str:
         work = WorkDir(self.w.options.work_dir)  # locked while it exists; see workers/workdirs.py
@@ -129,26 +131,40 @@ class Transcode:
         async with asyncio.timeout(settings.job_timeout_seconds):
             source = await self._fetch_source(work_dir)
             ladder = plan_ladder(MediaInfo.from_stored(self.claim.media), ladder_options(self.claim.options))
-            result = await transcode_hls(
-                source,
-                work_dir / "hls",
-                ladder,
-                self.w.tools,
-                on_progress=self.relay.on_progress,
-                preset=settings.ffmpeg_preset,
-                threads=settings.ffmpeg_threads,
-                timeout_s=settings.job_timeout_seconds,
-                work_dir=work_dir,
-                on_start=self._ffmpeg_started,
-            )
-            await self._upload(work_dir / "hls", result)
+            out_dir = work_dir / "hls"
+            live = LiveUpload(self.w.storage, out_dir, self.prefix, ladder, self._became_playable)
+            follower = asyncio.create_task(live.follow(), name=f"live-{self.claim.job_id}")
+            try:
+                result = await transcode_hls(
+                    source,
+                    out_dir,
+                    ladder,
+                    self.w.tools,
+                    on_progress=self.relay.on_progress,
+                    preset=settings.ffmpeg_preset,
+                    threads=settings.ffmpeg_threads,
+                    timeout_s=settings.job_timeout_seconds,
+                    work_dir=work_dir,
+                    on_start=self._ffmpeg_started,
+                )
+            finally:
+                await stop_live(follower)
+            # The rest, master last, so its URL never points at a half-uploaded stream.
+            await live.finish(result.files)
         await self.relay.flush()
+
+        def key(name: str | None) -> str | None:
+            return None if name is None else self.prefix + name
+
         job = await leases.succeed(
             self.w.pool,
             self.claim.job_id,
             self.claim.attempt,
             renditions=[self._rendition(v) for v in result.variants],
             playback_key=self.prefix + "master.m3u8",
+            poster_key=key(result.poster),
+            storyboard_key=key(result.storyboard),
+            mp4_key=key(result.mp4),
         )
         if job is None:
             raise Stop("lease_lost")
@@ -204,21 +220,6 @@ class Transcode:
                 await asyncio.to_thread(out.write, chunk)
         return path
 
-    async def _upload(self, out_dir: Path, result: HlsResult) -> None:
-        """Segments and media playlists first, at most a few at once; the master playlist last, so its
-        URL never points at a half-uploaded stream."""
-        *parts, master = result.files
-        limit = asyncio.Semaphore(_UPLOADS_AT_ONCE)
-
-        async def put(name: str) -> None:
-            async with limit:
-                await self.w.storage.put_file(self.prefix + name, out_dir / name)
-
-        async with asyncio.TaskGroup() as group:
-            for name in parts:
-                group.create_task(put(name))
-        await put(master)
-
     def _rendition(self, v: Variant) -> leases.RenditionRecord:
         return leases.RenditionRecord(
             name=v.name,
@@ -231,7 +232,19 @@ class Transcode:
             playlist_key=self.prefix + v.playlist,
         )
 
+    async def _became_playable(self) -> None:
+        """Every rendition has a segment and the master is up: the asset plays while the job runs."""
+        key = self.prefix + "master.m3u8"
+        if not await leases.mark_playable(self.w.pool, self.claim.job_id, self.claim.attempt, key):
+            return  # an earlier stream plays until this job succeeds, or the job is no longer ours
+        after = None if self._ffmpeg_at is None else round(time.monotonic() - self._ffmpeg_at, 3)
+        log.info("job_playable", after_s=after)
+        with contextlib.suppress(Unavailable):
+            event = {"job_id": self.claim.job_id, "playback_key": key}
+            await self.w.queue.publish(self.claim.job_id, {"event": "playable", "data": event})
+
     def _ffmpeg_started(self, pid: int) -> None:
+        self._ffmpeg_at = time.monotonic()
         log.info("ffmpeg_started", pid=pid)
         hook = self.w.options.on_ffmpeg_start
         if hook is not None:
@@ -243,8 +256,14 @@ class Transcode:
             await announce(self.w.queue, job)
 
     async def _discard_output(self) -> None:
-        with contextlib.suppress(FluxError):
-            await self.w.storage.delete_prefix(self.prefix)
+        """A failed, cancelled or superseded attempt takes its partial stream down, row first; not when a
+        later attempt of the job now writes (or has published) under the same prefix."""
+        owned = True
+        with contextlib.suppress(*DB_ERRORS):
+            owned = await leases.take_down(self.w.pool, self.claim.job_id, self.claim.attempt, self.prefix)
+        if owned:
+            with contextlib.suppress(FluxError):
+                await self.w.storage.delete_prefix(self.prefix)
 
     async def _hand_back(self) -> None:
         """Shutdown: the job goes back to the queue and the attempt does not count against it."""

@@ -1,10 +1,10 @@
 """`GET /api/v1/jobs/{id}/events`: a job's progress as Server-Sent Events.
 
-`event: status` (a Job) first, then `event: progress` and `event: status` as they happen, `event: end`
-(a Job) once it has finished, and the stream closes; a comment line every 15 s keeps proxies from
-closing a quiet stream. The order and the race-freedom are `studio.progress.events`'s; this module only
-frames them. The first event is read before the response starts, so another user's job is a 404
-problem, not a 200 stream that dies.
+`event: status` (a Job) first, then `event: progress`, `event: status` and `event: playable` as they
+happen, `event: end` (a Job) once it has finished, and the stream closes; a comment line every 15 s
+keeps proxies from closing a quiet stream. The order and the race-freedom are
+`studio.progress.events`'s; this module only frames them. The first event is read before the response
+starts, so another user's job is a 404 problem, not a 200 stream that dies.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fluxstudio.api.auth import require_user
-from fluxstudio.api.platform import platform_of
+from fluxstudio.api.platform import media_urls, platform_of
 from fluxstudio.api.problems import DATABASE_DOWN
 from fluxstudio.errors import FluxError, Unavailable
 from fluxstudio.log import get_logger
@@ -39,7 +39,7 @@ async def job_events(request: Request) -> Response:
     if platform.hub is None:
         raise Unavailable("live progress is unavailable")
     job_id = request.path_params["job_id"]
-    stream = progress.events(platform.pool, platform.hub, user, job_id)
+    stream = progress.events(platform.pool, platform.hub, user, job_id, urls=media_urls(request))
     try:
         first = await anext(stream)
     except BaseException:

@@ -12,15 +12,17 @@ from fluxstudio.api import assets, collab_tokens, events, health, jobs, media, p
 from fluxstudio.api.routing import Operation, Param
 from fluxstudio.api.schemas import (
     AssetList,
+    AssetPatch,
     Health,
     JobList,
+    PlaybackTokenCreate,
     ProjectCreate,
     ProjectList,
     UploadCreate,
     UploadResult,
     UploadTicket,
 )
-from fluxstudio.studio.models import Asset, Job, JobOptions, Project
+from fluxstudio.studio.models import Asset, Job, JobOptions, PlaybackToken, Project
 
 V1 = "/api/v1"
 
@@ -42,6 +44,9 @@ _IDEMPOTENCY = Param("Idempotency-Key", "header", "a retried request with the sa
 _JOB_STATUS = Param("status", "query", "only jobs in this status",
                     {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]})
 _ASSET_ID = Param("asset_id", "query", "only jobs of this asset")
+_TIME = Param("time", "query", "seconds from the start, in [0, duration)", {"type": "number", "default": 0})
+_WIDTH = Param("width", "query", "pixels, 16 and up, capped at the source width",
+               {"type": "integer", "minimum": 16, "default": 640})
 
 API_OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", f"{V1}/projects", projects.create_project, "Create a project",
@@ -64,6 +69,15 @@ API_OPERATIONS: tuple[Operation, ...] = (
               errors=(*_UPLOAD_ERRORS, 410), tag="uploads"),
     Operation("GET", f"{V1}/assets/{{asset_id}}", assets.get_asset, "Get an asset",
               response=Asset, errors=(404,), tag="assets"),
+    Operation("PATCH", f"{V1}/assets/{{asset_id}}", assets.patch_asset,
+              "Change an asset's playback policy (public or signed)", response=Asset, body=AssetPatch,
+              errors=(404, 409, 422), tag="assets"),
+    Operation("GET", f"{V1}/assets/{{asset_id}}/thumbnail", assets.thumbnail,
+              "A frame of the asset as JPEG, at a time (within one frame) and width",
+              response_media="image/jpeg", params=(_TIME, _WIDTH), errors=(404, 409, 422), tag="assets"),
+    Operation("POST", f"{V1}/assets/{{asset_id}}/playback-tokens", assets.create_playback_token,
+              "Signed playback: URLs that work until expires_at", status=201, response=PlaybackToken,
+              body=PlaybackTokenCreate, body_required=False, errors=(404, 409, 422), tag="assets"),
     Operation("DELETE", f"{V1}/assets/{{asset_id}}", assets.delete_asset,
               "Delete an asset: cancels its jobs, deletes its stored objects", status=204, errors=(404,),
               tag="assets"),
@@ -96,4 +110,5 @@ SERVICE_OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/metrics", health.metrics, "Prometheus metrics", auth=False),
     Operation("GET", "/openapi.json", openapi_json, "This API's OpenAPI description", auth=False),
     Operation("GET", "/media/{key:path}", media.serve_media, "HLS outputs of local storage", auth=False),
+    Operation("OPTIONS", "/media/{key:path}", media.preflight, "CORS preflight for /media", auth=False),
 )

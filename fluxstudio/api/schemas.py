@@ -12,7 +12,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fluxstudio.studio.models import Asset, Job, Project
+from fluxstudio.studio.models import Asset, Job, PlaybackPolicy, Project
 
 NAME_MAX = 200
 FILENAME_MAX = 255
@@ -30,6 +30,18 @@ class ProjectList(BaseModel):
 
 class AssetList(BaseModel):
     items: list[Asset]
+
+
+class AssetPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    playback_policy: PlaybackPolicy
+
+
+class PlaybackTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_s: int = Field(default=3600, ge=1, le=86400, description="seconds the URLs work")
 
 
 class JobList(BaseModel):

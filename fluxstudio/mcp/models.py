@@ -33,8 +33,18 @@ class UploadTicket(BaseModel):
 
 
 class Playback(BaseModel):
-    """Where to play a ready asset: the HLS master playlist and its renditions."""
+    """Where to play an asset: the HLS master playlist and its renditions, poster, storyboard and MP4.
+
+    `playable` may be true while the job still runs (watch while transcoding). For a `signed` asset the
+    URLs carry a playback token and work until `expires_at`; `renditions` is then empty (their playlists
+    are reached through the master)."""
 
     asset_id: str
     playback_url: str
     renditions: list[RenditionOut]
+    playable: bool = True
+    playback_policy: str = "public"
+    poster_url: str | None = None
+    storyboard_url: str | None = None
+    mp4_url: str | None = None
+    expires_at: datetime | None = None

@@ -18,7 +18,7 @@ from pydantic import Field
 from fluxstudio.mcp import waiting
 from fluxstudio.mcp.calls import studio_call, tool_errors
 from fluxstudio.mcp.models import AssetList, Playback, ProjectList, UploadTicket
-from fluxstudio.studio import assets, jobs, projects, uploads
+from fluxstudio.studio import assets, jobs, playback, projects, uploads
 from fluxstudio.studio.models import Asset, Job, JobOptions, Project
 
 #: Where a capability is spent; the same public path the REST API hands out.
@@ -156,9 +156,19 @@ async def cancel_job(job_id: JobId, ctx: Context) -> Job:
 
 @tool_errors
 async def get_playback_url(asset_id: AssetId, ctx: Context) -> Playback:
-    """The HLS playback URL (master playlist) of a ready asset, with its renditions."""
+    """The HLS playback URL (master playlist) of a playable asset, with its renditions, poster, storyboard
+    and MP4. For a signed asset the URLs carry a fresh playback token, valid until `expires_at`."""
     call = studio_call(ctx)
     asset = await assets.get_asset(call.pool, call.user, asset_id, call.urls)
+    if asset.playable and asset.playback_policy == "signed":
+        signing_key = call.platform.settings.playback_signing_key
+        token = await playback.create_token(call.pool, call.user, asset_id, signing_key, call.urls)
+        assert token.playback_url is not None
+        return Playback(
+            asset_id=asset.id, playback_url=token.playback_url, renditions=[], playable=True,
+            playback_policy="signed", poster_url=token.poster_url, storyboard_url=token.storyboard_url,
+            mp4_url=token.mp4_url, expires_at=token.expires_at,
+        )  # fmt: skip
     if asset.playback_url is None:
         next_step = {
             "uploaded": "start one with transcode_asset",
@@ -166,7 +176,11 @@ async def get_playback_url(asset_id: AssetId, ctx: Context) -> Playback:
             "failed": "its last transcode failed; see get_job for the error, or start another",
         }.get(asset.status, "")
         raise ToolError(f"not_ready: asset {asset_id} is {asset.status}, no playback URL yet; {next_step}")
-    return Playback(asset_id=asset.id, playback_url=asset.playback_url, renditions=asset.renditions)
+    return Playback(
+        asset_id=asset.id, playback_url=asset.playback_url, renditions=asset.renditions, playable=True,
+        playback_policy=asset.playback_policy, poster_url=asset.poster_url,
+        storyboard_url=asset.storyboard_url, mp4_url=asset.mp4_url,
+    )  # fmt: skip
 
 
 #: In the order an agent meets them, which is the order clients list them in.

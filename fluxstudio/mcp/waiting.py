@@ -56,6 +56,8 @@ async def wait_for_job(call: StudioCall, job_id: str, timeout_s: float, report: 
                     if name == "progress":
                         await progress_out.send(float(data.get("progress") or 0.0), _describe(data))
                         continue
+                    if name == "playable":  # the asset plays already; get_playback_url has the URL
+                        continue
                     job = Job.model_validate(data)
                     done = 1.0 if job.status == "succeeded" else job.progress
                     await progress_out.send(done, job.status)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluxstudio.errors import Invalid, MediaError, UnreadableMedia
-from fluxstudio.media import process
-from fluxstudio.media.command import AUDIO_GROUP, AUDIO_NAME, ffmpeg_argv
+from fluxstudio.media import extras, process
+from fluxstudio.media.command import AUDIO_GROUP, AUDIO_NAME, budget_s, ffmpeg_argv
 from fluxstudio.media.guards import DEFAULT_LIMITS, Limits, StagedInput
 from fluxstudio.media.ladder import Ladder
 from fluxstudio.media.playlists import (
@@ -30,6 +30,7 @@ from fluxstudio.media.playlists import (
     h264_codecs,
     h264_level,
     measure,
+    read_media_playlist,
     write_master,
 )
 from fluxstudio.media.progress import Progress, ProgressReader
@@ -59,6 +60,9 @@ class HlsResult:
     audio: Variant | None  # the audio rendition every video variant plays with (None: no audio or audio-only)
     duration_s: float
     files: tuple[str, ...]  # every file written, relative to out_dir, master last
+    poster: str | None = None  # relative to out_dir, like the rest
+    storyboard: str | None = None  # the WebVTT; its sprite is among `files`
+    mp4: str | None = None
 
     @property
     def playlists(self) -> dict[str, str]:
@@ -82,8 +86,8 @@ async def transcode_hls(
     """`on_start` receives ffmpeg's pid (it is also its process group id), for supervision and tests."""
     # ffmpeg runs in the private input folder, so a relative output path would land there.
     out_dir = out_dir.absolute()
-    if "%" in str(out_dir):
-        raise Invalid("the output folder must not contain '%': ffmpeg's HLS muxer expands it")
+    if any(c in str(out_dir) for c in "%:|[]\\'"):
+        raise Invalid("the output folder must not contain any of % : | [ ] \\ ' (ffmpeg's muxers read them)")
     if not (ladder.renditions or ladder.audio):
         raise UnreadableMedia("nothing to transcode: no video and no audio")
     existed = out_dir.exists()
@@ -96,7 +100,10 @@ async def transcode_hls(
         await _encode(
             staged, out_dir, ladder, tools, on_progress, preset, threads, timeout_s, limits, on_start
         )
-        result = _publish(out_dir, ladder)
+        board = extras.plan_storyboard(ladder)
+        if board is not None:
+            board = await extras.compose_sprite(tools, out_dir, board)
+        result = _publish(out_dir, ladder, board)
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)
         if existed:
@@ -126,7 +133,7 @@ async def _encode(
     limits: Limits,
     on_start: Callable[[int], None] | None,
 ) -> None:
-    reader = ProgressReader(ladder.duration_s)
+    reader = ProgressReader(ladder.duration_s, cap_s=budget_s(ladder))
     emitted = [time.monotonic()]
 
     async def emit(progress: Progress) -> None:
@@ -173,7 +180,7 @@ async def _encode(
         )
 
 
-def _publish(out_dir: Path, ladder: Ladder) -> HlsResult:
+def _publish(out_dir: Path, ladder: Ladder, board: extras.Storyboard | None) -> HlsResult:
     """Check every rendition is whole, then write the master from what was measured."""
     audio = _measured(out_dir, AUDIO_NAME, ladder) if ladder.audio else None
     variants = []
@@ -198,6 +205,7 @@ def _publish(out_dir: Path, ladder: Ladder) -> HlsResult:
     elif audio is not None:
         audio = dataclasses.replace(audio, audio_group=AUDIO_GROUP)
     master = write_master(out_dir, variants, audio, fmp4=ladder.segment_format == "fmp4")
+    poster, storyboard, mp4 = _extras(out_dir, ladder, board)
     files = sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file() and p != master)
     everything = [*variants, *([audio] if audio else [])]
     return HlsResult(
@@ -206,7 +214,73 @@ def _publish(out_dir: Path, ladder: Ladder) -> HlsResult:
         audio=audio,
         duration_s=max(v.duration_s for v in everything),
         files=(*files, "master.m3u8"),
+        poster=poster,
+        storyboard=storyboard,
+        mp4=mp4,
     )
+
+
+def _extras(
+    out_dir: Path, ladder: Ladder, board: extras.Storyboard | None
+) -> tuple[str | None, str | None, str | None]:
+    """Check what rode along with the ladder, and write the storyboard's WebVTT for its sprite."""
+    poster = extras.POSTER if extras.has_poster(ladder) else None
+    mp4 = extras.mp4_name(ladder)
+    for name in (poster, mp4, extras.SPRITE if board else None):
+        if name is not None and not (out_dir / name).is_file():
+            raise MediaError(f"ffmpeg wrote no {name}")
+    storyboard = None
+    if board is not None:
+        storyboard = extras.write_storyboard_vtt(out_dir, board).name
+    return poster, storyboard, mp4
+
+
+def early_master(out_dir: Path, ladder: Ladder) -> Path | None:
+    """While ffmpeg runs: once every rendition has a segment, a master with the nominal rates (the
+    final one, written after the encode, states the measured ones). None until then."""
+    names = [r.name for r in ladder.renditions] + ([AUDIO_NAME] if ladder.audio else [])
+    counts = {}
+    for name in names:
+        path = out_dir / name / "index.m3u8"
+        counts[name] = len(read_media_playlist(path).segments) if path.is_file() else 0
+    if min(counts.values(), default=0) == 0:
+        return None
+    fps = ladder.fps or 30.0
+    audio = None
+    if ladder.audio:
+        audio = Variant(
+            AUDIO_NAME,
+            f"{AUDIO_NAME}/index.m3u8",
+            ladder.audio_bitrate,
+            ladder.audio_bitrate,
+            AAC_LC,
+            None,
+            None,
+            None,
+            counts[AUDIO_NAME],
+            0.0,
+        )
+    variants = [
+        Variant(
+            r.name,
+            f"{r.name}/index.m3u8",
+            r.bandwidth,
+            r.video_bitrate + r.audio_bitrate,
+            h264_codecs(h264_level(r.width, r.height, fps), audio is not None),
+            r.width,
+            r.height,
+            ladder.fps,
+            counts[r.name],
+            0.0,
+            AUDIO_GROUP if audio else None,
+        )
+        for r in ladder.renditions
+    ]
+    if audio is not None and not variants:
+        variants, audio = [audio], None
+    elif audio is not None:
+        audio = dataclasses.replace(audio, audio_group=AUDIO_GROUP)
+    return write_master(out_dir, variants, audio, fmp4=ladder.segment_format == "fmp4")
 
 
 def _measured(out_dir: Path, name: str, ladder: Ladder) -> Variant:

@@ -50,6 +50,7 @@ class LadderOptions:
     renditions: tuple[str, ...] | None = None  # None: DEFAULT_RENDITIONS
     segment_seconds: int = 4
     segment_format: SegmentFormat = "fmp4"
+    mp4: bool = False  # also one progressive MP4 of the top rung with audio (M4A for audio-only)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.renditions or () if name not in PRESETS]
@@ -74,6 +75,10 @@ class Ladder:
     fps: float | None
     duration_s: float
     audio_bitrate: int = AUDIO_BITRATE
+    #: the source's own frame rate: above 60 the output is decimated to `fps`; else timestamps pass
+    source_fps: float | None = None
+    mp4: bool = False
+    stills: bool = True  # the poster and the storyboard (off only to measure what they cost)
 
     @property
     def audio_only(self) -> bool:
@@ -85,6 +90,7 @@ def plan_ladder(info: MediaInfo, options: LadderOptions = LadderOptions()) -> La
         "segment_seconds": options.segment_seconds,
         "segment_format": options.segment_format,
         "duration_s": info.duration_s,
+        "mp4": options.mp4,
     }
     if not info.has_video:
         return Ladder(renditions=(), audio=info.has_audio, fps=None, **common)
@@ -98,13 +104,20 @@ def plan_ladder(info: MediaInfo, options: LadderOptions = LadderOptions()) -> La
             renditions=(_rendition(None, short - short % 2, (info.width, info.height), info, fps),),
             audio=info.has_audio,
             fps=fps,
+            source_fps=info.fps,
             **common,
         )
     renditions, above = [], (info.width, info.height)
+    standard = {side for side, _ in PRESETS.values()}
+    if len(fitting) < len(wanted) and short not in standard and short > PRESETS[fitting[0]][0] + 1:
+        # A preset was capped away and the source lies between standard heights (576 lines between 720
+        # and 480): its own height is the top rung rather than a loss of resolution down to 480.
+        renditions.append(_rendition(None, short - short % 2, above, info, fps))
+        above = (renditions[-1].width, renditions[-1].height)
     for name in fitting:  # each scaled from the one above, as the ffmpeg command does
         renditions.append(_rendition(name, PRESETS[name][0], above, info, fps))
         above = (renditions[-1].width, renditions[-1].height)
-    return Ladder(renditions=tuple(renditions), audio=info.has_audio, fps=fps, **common)
+    return Ladder(renditions=tuple(renditions), audio=info.has_audio, fps=fps, source_fps=info.fps, **common)
 
 
 def output_fps(fps: float | None) -> float:
@@ -134,8 +147,9 @@ def _rendition(
     width, height = scaled_size(*above, short_side)
     if name is not None:
         _, video = PRESETS[name]
-    else:  # scale the smallest preset's bitrate by picture area
-        base_short, base_video = PRESETS["240p"]
+    else:  # scale the bitrate of the preset just below by picture area
+        below = [p for p in PRESETS.values() if p[0] <= short_side] or [PRESETS["240p"]]
+        base_short, base_video = max(below)
         video = max(150_000, int(base_video * (short_side / base_short) ** 2))
     if fps > 31:
         video = int(video * 1.5)  # 50/60 fps needs more bits, not twice as many

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fluxstudio.errors import MediaError
 
 AAC_LC = "mp4a.40.2"
+_URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
 # (level_idc, max macroblocks per second, max frame size in macroblocks), H.264 table A-1
 _H264_LEVELS = (
     (30, 40_500, 1_620),
@@ -70,9 +73,13 @@ def h264_codecs(level: int, audio: bool) -> str:
 
 
 def read_media_playlist(path: Path) -> MediaPlaylist:
+    return parse_media_playlist(path.read_text())
+
+
+def parse_media_playlist(text: str) -> MediaPlaylist:
     segments: list[tuple[str, float]] = []
     init, ended, pending = None, False, None
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line.startswith("#EXTINF:"):
             pending = float(line[8:].split(",", 1)[0])
@@ -104,11 +111,12 @@ def measure(
     if abs(media.duration_s - expected_s) > margin_s:
         raise ShortOutput(f"{playlist} lasts {media.duration_s:.2f} s, the source {expected_s:.2f} s")
     rates, total_bits = [], 0
+    longest = max(duration for _, duration in media.segments)
     for uri, duration in media.segments:
         bits = (folder / uri).stat().st_size * 8
         total_bits += bits
-        # A short last segment says little about the peak; count it only if it is all there is.
-        if duration >= 0.5 * media.segments[0][1] or len(media.segments) == 1:
+        # A short first or last segment says little about the peak; count it only if it is all there is.
+        if duration >= 0.5 * longest or len(media.segments) == 1:
             rates.append(bits / max(duration, 1e-3))
     average = math.ceil(total_bits / max(media.duration_s, 1e-3))
     return media, max(math.ceil(max(rates, default=average)), average), average
@@ -141,3 +149,29 @@ def write_master(out_dir: Path, variants: list[Variant], audio: Variant | None, 
     partial.write_text("\n".join(lines) + "\n")
     os.replace(partial, master)  # a reader sees no master or a whole one
     return master
+
+
+def rewrite_playlist_uris(text: str, rewrite: Callable[[str], str]) -> str:
+    """Every URI of an HLS playlist (URI lines and `URI="..."` attributes) passed through `rewrite`."""
+    out = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            out.append(rewrite(stripped))
+        elif 'URI="' in stripped:
+            out.append(_URI_ATTRIBUTE.sub(lambda m: f'URI="{rewrite(m.group(1))}"', stripped))
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def rewrite_vtt_images(text: str, rewrite: Callable[[str], str]) -> str:
+    """A storyboard WebVTT with each cue's image (`sprite.jpg#xywh=...`) passed through `rewrite`."""
+    out = []
+    for line in text.splitlines():
+        if "#xywh=" in line and "-->" not in line:
+            uri, _, fragment = line.partition("#")
+            out.append(f"{rewrite(uri)}#{fragment}")
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"

@@ -37,8 +37,11 @@ class Progress:
 class ProgressReader:
     """Feed it ffmpeg's progress lines; it returns a Progress at the end of every block."""
 
-    def __init__(self, duration_s: float) -> None:
+    def __init__(self, duration_s: float, cap_s: float | None = None) -> None:
         self.duration_s = max(duration_s, 1e-3)
+        #: ffmpeg's out_time is the end of the last frame written to any output: a frame that lasts a
+        #: minute (a 1/60 fps source, kept as it is) reads as a minute. Nothing goes past the budget.
+        self.cap_s = cap_s
         self.out_time_s = 0.0
         self.ended = False
         self.last_advance = time.monotonic()  # for the watchdog
@@ -56,6 +59,8 @@ class ProgressReader:
         self.ended = self.ended or value.strip() == "end"
         _check_duplication(block)
         out_time = _out_time(block)
+        if out_time is not None and self.cap_s is not None:
+            out_time = min(out_time, self.cap_s)
         if out_time is not None and out_time > self.out_time_s:
             self.out_time_s = out_time
             self.last_advance = time.monotonic()

@@ -136,6 +136,10 @@ class LocalStorage:
     def url(self, key: str) -> str | None:
         return public_url(self.public_base_url, key)
 
+    def local_path(self, key: str) -> Path:
+        """Where the object lives on disk, so a reader such as ffmpeg need not copy it (thumbnails)."""
+        return self._path(key)
+
 
 async def _in_thread(func: Callable[..., T], *args: object) -> T:
     """Run a blocking file call in a thread; an OS failure other than a missing file is Unavailable."""

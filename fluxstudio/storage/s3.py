@@ -134,6 +134,9 @@ class S3Storage:
             connect_timeout=5,
             read_timeout=60,
             s3={"addressing_style": addressing_style(s)},
+            # SigV4 everywhere, presigned URLs included (botocore would presign with V2 for a custom
+            # endpoint, which stores such as Spaces reject, and whose expiry is not X-Amz-Expires).
+            signature_version="s3v4",
             # Default CRC checksums (botocore >= 1.36) are refused by some S3-compatible stores.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -303,6 +306,19 @@ class S3Storage:
 
     def url(self, key: str) -> str | None:
         return public_url(self.public_base_url, key)
+
+    async def presigned_url(self, key: str, expires_s: int) -> str:
+        """A GET URL for `key` that S3 honours for `expires_s` seconds (signed playback of private media).
+
+        Computed locally from the credentials: no request is sent. Never log it: it is a capability.
+        """
+        s3 = await self._client()
+        with self._errors("presign a URL"):
+            return await s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._full(key)},
+                ExpiresIn=max(1, int(expires_s)),
+            )
 
 
 def _endpoint_host(endpoint_url: str | None) -> str:

@@ -5,7 +5,9 @@ the same guards as a transcode), so an asset row always has a readable source an
 
 Key layout:
     sources/{asset_id}/source{ext}   the upload as received (`source_key`): private, `/media` never serves it
-    hls/{asset_id}/{job_id}/...      a job's outputs (`jobs.output_prefix`), public by their unguessable path
+    sources/{asset_id}/thumbnails/   frames made on demand (studio/thumbnails.py), private like the source
+    hls/{asset_id}/{job_id}/...      a job's outputs (`jobs.output_prefix`): streams, poster, storyboard, MP4;
+                                     public by their unguessable path unless the asset is `signed`
 Deleting an asset deletes both folders.
 The source key never contains the client's filename: a name such as `-i`, `%d.mp4` or `../../x` is only
 ever shown back, never used as a path or an ffmpeg argument.
@@ -62,6 +64,8 @@ _MIME = re.compile(r"^(audio|video)/[a-z0-9][a-z0-9.+-]{0,100}$")
 _FIELDS = (
     "id", "project_id", "filename", "content_type", "size_bytes", "source_key", "status", "media",
     "playback_key", "created_at",
+    # playback (migration 0004)
+    "playable", "poster_key", "storyboard_key", "mp4_key", "playback_policy",
 )  # fmt: skip
 _COLUMNS = ", ".join("a." + name for name in _FIELDS)
 
@@ -80,6 +84,11 @@ class AssetRecord:
     media: dict[str, Any] | None
     playback_key: str | None
     created_at: datetime
+    playable: bool = False
+    poster_key: str | None = None
+    storyboard_key: str | None = None
+    mp4_key: str | None = None
+    playback_policy: str = "public"
 
     def media_info(self) -> MediaInfo | None:
         """The full probe result, for planning a ladder; the row keeps every MediaInfo field."""
@@ -303,7 +312,14 @@ async def _renditions(db: Db, records: list[AssetRecord]) -> dict[str, list[asyn
 
 
 def _asset(record: AssetRecord, renditions: list[asyncpg.Record], urls: MediaUrls | None) -> Asset:
-    playable = urls is not None and record.status == "ready" and record.playback_key is not None
+    # Ready means playable; before that only while a running job's stream can be played.
+    playable = (record.playable or record.status == "ready") and record.playback_key is not None
+    # A signed asset's URLs are only handed out with a token (studio/playback.py).
+    public = urls is not None and record.playback_policy == "public"
+
+    def url(key: str | None) -> str | None:
+        return urls.url(key) if public and key is not None and urls is not None else None
+
     return Asset(
         id=record.id,
         project_id=record.project_id,
@@ -318,12 +334,17 @@ def _asset(record: AssetRecord, renditions: list[asyncpg.Record], urls: MediaUrl
                 width=r["width"],
                 height=r["height"],
                 bandwidth=r["bandwidth"],
-                playlist_url=urls.url(r["playlist_key"]),
+                playlist_url=url(r["playlist_key"]),
             )
             for r in renditions
         ]
         if playable
         else [],
-        playback_url=urls.url(record.playback_key) if playable else None,
+        playback_url=url(record.playback_key) if playable else None,
+        poster_url=url(record.poster_key),
+        storyboard_url=url(record.storyboard_key),
+        mp4_url=url(record.mp4_key),
+        playable=playable,
+        playback_policy=record.playback_policy,  # type: ignore[arg-type]
         created_at=record.created_at,
     )

@@ -88,7 +88,7 @@ def job_from_row(row: asyncpg.Record) -> Job:
 def ladder_options(options: JobOptions) -> LadderOptions:
     """The media layer's options; Invalid (422) for an unknown rendition name."""
     renditions = tuple(options.renditions) if options.renditions is not None else None
-    return LadderOptions(renditions, options.segment_seconds, options.segment_format)
+    return LadderOptions(renditions, options.segment_seconds, options.segment_format, options.mp4)
 
 
 def output_prefix(asset_id: str, job_id: str) -> str:
@@ -225,9 +225,11 @@ async def _request_cancel(queue: Queue, job_id: str) -> None:
 
 
 async def _settle_asset(connection: asyncpg.Connection, asset_id: str) -> None:
-    # A cancelled job leaves an asset that was waiting for it as it was before: uploaded.
+    # A cancelled job leaves an asset that was waiting for it as it was before: uploaded, with nothing to
+    # play (its partial stream, if it was playable, is being removed by the worker).
     await connection.execute(
-        "UPDATE assets SET status = 'uploaded', updated_at = now() WHERE id = $1 AND status = 'processing'"
+        "UPDATE assets SET status = 'uploaded', playback_key = NULL, playable = false, updated_at = now()"
+        " WHERE id = $1 AND status = 'processing'"
         " AND NOT EXISTS (SELECT 1 FROM jobs WHERE asset_id = $1 AND status IN ('queued', 'running'))",
         asset_id,
     )

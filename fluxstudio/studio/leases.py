@@ -163,6 +163,9 @@ async def succeed(
     *,
     renditions: Sequence[RenditionRecord],
     playback_key: str,
+    poster_key: str | None = None,
+    storyboard_key: str | None = None,
+    mp4_key: str | None = None,
 ) -> Job | None:
     """Publish the result in one transaction: job succeeded, renditions, asset ready with its playback
     key. None when the fence says the job is no longer ours (the caller then deletes its output)."""
@@ -189,12 +192,69 @@ async def succeed(
             ],
         )
         await connection.execute(
-            "UPDATE assets SET status = 'ready', playback_key = $2, error = NULL, updated_at = now()"
+            "UPDATE assets SET status = 'ready', playback_key = $2, error = NULL, updated_at = now(),"
+            " playable = true, poster_key = $3, storyboard_key = $4, mp4_key = $5"
             " WHERE id = $1",
             asset_id,
             playback_key,
+            poster_key,
+            storyboard_key,
+            mp4_key,
+        )
+        await connection.execute(
+            "UPDATE jobs SET playable_at = coalesce(playable_at, now()) WHERE id = $1", job_id
         )
     return job_from_row(row)
+
+
+async def mark_playable(pool: asyncpg.Pool, job_id: str, attempt: int, playback_key: str) -> bool:
+    """Watch while transcoding: the running job's growing stream becomes the asset's playback URL.
+
+    Only for an asset that has nothing playable yet: a ready asset being transcoded again keeps playing
+    its finished stream until the new job succeeds. Fenced like every worker write. True when the job's
+    stream is now the one the asset plays (or already was).
+    """
+    async with pool.acquire() as connection, connection.transaction():
+        asset_id = await connection.fetchval(
+            f"UPDATE jobs AS j SET playable_at = coalesce(j.playable_at, now()) WHERE {_FENCE}"
+            " RETURNING j.asset_id",
+            job_id,
+            attempt,
+        )
+        if asset_id is None:
+            return False
+        done = await connection.fetchval(
+            "UPDATE assets SET playback_key = $2, playable = true, updated_at = now()"
+            " WHERE id = $1 AND (playback_key IS NULL OR playback_key = $2) RETURNING true",
+            asset_id,
+            playback_key,
+        )
+        if not done:
+            await connection.execute("UPDATE jobs SET playable_at = NULL WHERE id = $1", job_id)
+    return bool(done)
+
+
+async def take_down(pool: asyncpg.Pool, job_id: str, attempt: int, prefix: str) -> bool:
+    """A failed, cancelled or superseded attempt's partial stream goes: the asset no longer points into
+    it (its playback_url is null again). The job's output prefix is shared by its attempts, so when a
+    later attempt runs (or the job succeeded) the prefix is that attempt's and nothing is touched.
+    True when the prefix is this attempt's to delete."""
+    async with pool.acquire() as connection, connection.transaction():
+        job = await connection.fetchrow(
+            "SELECT asset_id, status, attempt FROM jobs WHERE id = $1 FOR UPDATE", job_id
+        )
+        if job is None:
+            return True  # the job (and its asset) are gone: whatever is left is nobody's
+        if job["status"] == "succeeded" or (job["status"] == "running" and job["attempt"] != attempt):
+            return False
+        await connection.execute("UPDATE jobs SET playable_at = NULL WHERE id = $1", job_id)
+        await connection.execute(
+            "UPDATE assets SET playback_key = NULL, playable = false, updated_at = now()"
+            " WHERE id = $1 AND playback_key LIKE $2 || '%' AND status <> 'ready'",
+            job["asset_id"],
+            prefix,
+        )
+    return True
 
 
 async def fail(
@@ -225,9 +285,10 @@ async def fail(
 
 async def _fail_asset(connection: asyncpg.Connection, asset_id: str, error: JobError) -> None:
     # An asset that is already playable (an earlier job) stays ready: a failed re-transcode loses nothing.
+    # A failed asset plays nothing: a partial stream it pointed into (watch while transcoding) goes.
     await connection.execute(
-        "UPDATE assets SET status = 'failed', error = $2, updated_at = now()"
-        " WHERE id = $1 AND status <> 'ready'",
+        "UPDATE assets SET status = 'failed', error = $2, updated_at = now(), playback_key = NULL,"
+        " playable = false WHERE id = $1 AND status <> 'ready'",
         asset_id,
         error.model_dump(),
     )

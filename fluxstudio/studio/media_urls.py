@@ -8,7 +8,7 @@ URLs: moving to a CDN later changes no row.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fluxstudio.storage import Storage, check_key
 
@@ -28,3 +28,8 @@ class MediaUrls:
         if public is not None:
             return public
         return f"{self._base}/{quote(check_key(key), safe='/')}"
+
+    def with_token(self, key: str, token: str) -> str:
+        """The URL of `key` through this API's own `/media`, carrying a playback token: a signed asset's
+        objects are checked (and on S3 presigned) by the API, never served by the public base."""
+        return f"{self._base}/{quote(check_key(key), safe='/')}?{urlencode({'token': token})}"

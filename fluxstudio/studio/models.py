@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 AssetStatus = Literal["uploaded", "processing", "ready", "failed"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 SegmentFormat = Literal["fmp4", "ts"]
+PlaybackPolicy = Literal["public", "signed"]
 
 #: Job statuses from which nothing moves on.
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -44,7 +45,7 @@ class RenditionOut(BaseModel):
     width: int | None
     height: int | None
     bandwidth: int | None
-    playlist_url: str
+    playlist_url: str | None  # null for a signed asset: its playlists need a token
 
 
 class Asset(BaseModel):
@@ -57,6 +58,12 @@ class Asset(BaseModel):
     media: MediaSummary | None
     renditions: list[RenditionOut] = Field(default_factory=list)
     playback_url: str | None = None
+    # Playback (API.md section 7). For a `signed` asset the URLs are null: ask for a playback token.
+    poster_url: str | None = None
+    storyboard_url: str | None = None
+    mp4_url: str | None = None
+    playable: bool = False
+    playback_policy: PlaybackPolicy = "public"
     created_at: datetime
 
 
@@ -70,6 +77,17 @@ class JobOptions(BaseModel):
     )
     segment_seconds: int = Field(default=4, ge=2, le=10)
     segment_format: SegmentFormat = "fmp4"
+    mp4: bool = Field(default=False, description="also write one progressive MP4 (M4A for audio-only)")
+
+
+class PlaybackToken(BaseModel):
+    """URLs of a signed asset that work until `expires_at` (API.md section 7)."""
+
+    playback_url: str | None
+    poster_url: str | None
+    storyboard_url: str | None
+    mp4_url: str | None
+    expires_at: datetime
 
 
 class JobError(BaseModel):

@@ -17,6 +17,14 @@ machine's servers if they answer, else embedded ones). The source is the clip `f
    forwards it at once. Replaying those lines through the worker's own ProgressReader gives the instant
    each progress block existed; the SSE client timestamps each `progress` event; events are matched on
    out_time_s. The lag includes the wrapper's extra pipe hop, so it is an upper bound. Target: p95 <= 250 ms.
+3. Thumbnails: `GET /assets/{id}/thumbnail` of the 1080p source over HTTP, p50 of cache misses (a new frame
+   each time: seek, decode, scale, JPEG, store) and of hits (the same frame again).
+   Goals: miss <= 300 ms, hit <= 20 ms.
+4. Time to playable: a 20 s 1080p source; from ffmpeg's start (the worker's own clock, logged with
+   `job_playable`) and as a client sees it (ffmpeg first seen among the worker's children, to the SSE
+   `playable` event). Goal <= 2 s.
+
+`--parts e2e,lag,thumbnails,playable` picks what to run (default: all).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -301,9 +310,25 @@ async def run(args: argparse.Namespace, database_url: str, token: str, redis_url
         ) as client:
             project = (await client.post("/api/v1/projects", json={"name": "bench"})).json()["id"]
             await platform_run(client, project, warmup, None)  # first requests, connections, page cache
-            await end_to_end(args.rounds, client, project, body, worker, argv, staged, bare_out)
+            parts = set(args.parts.split(","))
+            if "e2e" in parts:
+                await end_to_end(args.rounds, client, project, body, worker, argv, staged, bare_out)
+            if "thumbnails" in parts:
+                # A keyframe a second, as phones and cameras write; then the sample's own 8.3 s GOP
+                # (x264's default keyint 250), where a frame can sit 250 frames after its keyframe.
+                short_gop = work / "gop30.mp4"
+                make = sample_args(tools.ffmpeg, short_gop, seconds=10, width=1920, height=1080, fps=30)
+                await asyncio.to_thread(subprocess.run, [*make[:-1], "-g", "30", make[-1]], check=True)
+                await thumbnails(client, project, short_gop.read_bytes(), "1 s GOP")
+                await thumbnails(client, project, body, "8.3 s GOP")
+            if "playable" in parts:
+                long = work / "long.mp4"
+                make = sample_args(tools.ffmpeg, long, seconds=20, width=1920, height=1080, fps=30)
+                await asyncio.to_thread(subprocess.run, make, check=True)
+                await time_to_playable(args.playable_jobs, client, project, long.read_bytes(), worker)
             worker.stop()
-            await lag(args.lag_jobs, client, project, body, env, tools.ffmpeg, work, workers)
+            if "lag" in parts:
+                await lag(args.lag_jobs, client, project, body, env, tools.ffmpeg, work, workers)
     finally:
         for w in workers:
             w.stop()
@@ -413,6 +438,73 @@ async def lag(
     )
 
 
+async def thumbnails(
+    client: httpx.AsyncClient, project: str, body: bytes, gop: str, misses: int = 9, hits: int = 30
+) -> None:
+    answer = await client.post(
+        f"/api/v1/projects/{project}/assets", params={"filename": "t.mp4"}, content=body
+    )
+    path = f"/api/v1/assets/{answer.json()['asset']['id']}/thumbnail"
+    miss_ms, hit_ms = [], []
+    for i in range(misses):  # a different frame each time, spread over the clip (some far from a keyframe)
+        t0 = time.perf_counter()
+        got = await client.get(path, params={"time": f"{0.5 + i * 1.03:.2f}", "width": "640"})
+        miss_ms.append((time.perf_counter() - t0) * 1000)
+        if got.status_code != 200:
+            raise SystemExit(f"thumbnail failed: {got.status_code} {got.text}")
+    for _ in range(hits):
+        t0 = time.perf_counter()
+        await client.get(path, params={"time": "0.50", "width": "640"})
+        hit_ms.append((time.perf_counter() - t0) * 1000)
+    miss, hit = statistics.median(miss_ms), statistics.median(hit_ms)
+    print(
+        f"\nthumbnail of 1080p ({gop}) -> 640 wide, over HTTP: miss p50 {miss:.0f} ms (goal <= 300, "
+        f"{'ok' if miss <= 300 else 'MISSED'}), runs {[round(v) for v in miss_ms]}"
+    )
+    print(
+        f"thumbnail hit p50 {hit:.1f} ms (goal <= 20, {'ok' if hit <= 20 else 'MISSED'}), "
+        f"max {max(hit_ms):.1f} ms; miss/hit {miss / hit:.0f}x"
+    )
+
+
+async def time_to_playable(
+    jobs: int, client: httpx.AsyncClient, project: str, body: bytes, worker: WorkerProcess
+) -> None:
+    logged, seen = [], []
+    for _ in range(jobs):
+        watch = FfmpegWatch(worker)
+        marks: dict[str, float] = {}
+
+        def on_event(now: float, name: str, data: dict[str, Any], marks: dict = marks) -> None:
+            if name == "playable":
+                marks.setdefault("playable", time.perf_counter())
+
+        await platform_run(client, project, body, watch, on_event)
+        if watch.first is not None and "playable" in marks:
+            seen.append(marks["playable"] - watch.first)
+        logged.append(_last_playable_after(worker.log()))
+    median = statistics.median(logged)
+    print(
+        f"\ntime to playable, 20 s 1080p, default ladder: ffmpeg start -> playable {median:.2f} s median "
+        f"(worker clock; goal <= 2 s, {'ok' if median <= 2 else 'MISSED'}), "
+        f"runs {[round(v, 2) for v in logged]}"
+    )
+    if seen:
+        print(
+            f"as a client sees it (ffmpeg first seen -> SSE playable): {statistics.median(seen):.2f} s "
+            f"median, runs {[round(v, 2) for v in seen]}"
+        )
+
+
+def _last_playable_after(log: str) -> float:
+    for line in reversed(log.splitlines()):
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == "job_playable":
+                return float(record["after_s"])
+    return float("nan")
+
+
 def block_times(log: Path) -> dict[float, float]:
     """out_time_s -> the instant its progress block was complete, as the worker's ProgressReader sees it
     (the first block of each out_time_s: later ones with the same value are heartbeats or N/A)."""
@@ -429,6 +521,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--lag-jobs", type=int, default=3)
+    parser.add_argument("--playable-jobs", type=int, default=3)
+    parser.add_argument("--parts", default="e2e,lag,thumbnails,playable")
     parser.add_argument(
         "--database-url",
         default=os.environ.get(

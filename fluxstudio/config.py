@@ -8,6 +8,7 @@ quotes a malformed secret leaks it. Library modules take a `Settings` and never 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -53,6 +54,8 @@ EXAMPLES = {
     "FFPROBE_PATH": "/usr/bin/ffprobe",
     "SPACES_ACCESS_KEY": "the access key id of a Spaces key",
     "SPACES_SECRET_KEY": "the secret of the same Spaces key",
+    "IMPORT_ALLOWED_NETWORKS": "10.20.0.0/16,fd00::/8",
+    "WEBHOOK_RETRY_SCHEDULE": "5s,5m,30m,2h,5h,10h,10h",
 }
 
 X264_PRESETS = (
@@ -115,6 +118,13 @@ class SettingsError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: 5s,5m,30m,2h,5h,10h,10h: about 28 hours of retries, Standard Webhooks' usual schedule.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 @dataclass(frozen=True)
 class S3Settings:
     bucket: str
@@ -148,6 +158,10 @@ class Settings:
     home: Path
     #: Variables that were set, by name only; `doctor` reports on them without values.
     present: frozenset[str] = field(default_factory=frozenset)
+    #: Private networks that URL imports and webhooks may reach all the same (API.md §2, §9).
+    import_allowed_networks: tuple[IpNetwork, ...] = ()
+    #: Seconds to wait before each retry of a webhook delivery; its length is the number of retries.
+    webhook_retry_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
 
     @property
     def media_dir(self) -> Path | None:
@@ -195,6 +209,8 @@ def load_settings(component: str, environ: Mapping[str, str] | None = None) -> S
         log_level=reader.choice("LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
         home=home,
         present=frozenset(k for k in _KNOWN if env.get(k)),
+        import_allowed_networks=_networks(reader, "IMPORT_ALLOWED_NETWORKS"),
+        webhook_retry_schedule=_schedule(reader, "WEBHOOK_RETRY_SCHEDULE"),
     )
     if reader.problems:
         raise SettingsError(reader.problems)
@@ -279,6 +295,38 @@ def _s3_settings(reader: _Reader, storage_url: str) -> S3Settings | None:
         secret_key=Secret(secret) if secret else None,
         addressing_style=addressing_style,  # type: ignore[arg-type]
     )
+
+
+def _networks(reader: _Reader, name: str) -> tuple[IpNetwork, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128); one problem names the variable only."""
+    value = reader.raw(name)
+    if value is None:
+        return ()
+    try:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
+        )
+    except ValueError:
+        reader.problem(name, "must be comma-separated networks in CIDR notation")
+        return ()
+
+
+def _schedule(reader: _Reader, name: str) -> tuple[float, ...]:
+    """Comma-separated durations such as `5s,5m,2h` (units ms, s, m, h, d), at most 20 of them."""
+    value = reader.raw(name)
+    if value is None:
+        return DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    delays = []
+    for part in value.split(","):
+        match = _DURATION.match(part)
+        if not match:
+            reader.problem(name, "must be comma-separated durations with a unit (ms, s, m, h or d)")
+            return DEFAULT_WEBHOOK_RETRY_SCHEDULE
+        delays.append(float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()])
+    if len(delays) > 20 or max(delays) > 7 * 86400:
+        reader.problem(name, "allows at most 20 retries, each at most 7 days after the previous one")
+        return DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    return tuple(delays)
 
 
 def _parse_size(text: str) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from fluxstudio.api import assets, collab_tokens, events, health, jobs, media, projects, uploads
+from fluxstudio.api import assets, collab_tokens, events, health, jobs, media, projects, tus, uploads
 from fluxstudio.api.routing import Operation, Param
 from fluxstudio.api.schemas import (
     AssetList,
@@ -33,6 +33,7 @@ _UPLOAD_BODY = {
 }
 _RAW_BODY = {"application/octet-stream": _UPLOAD_BODY["application/octet-stream"]}
 _UPLOAD_ERRORS = (400, 404, 413, 422, 503)
+_TUS_BODY = {"application/offset+octet-stream": {"schema": _BINARY}}
 
 _TRANSCODE = Param("transcode", "query", "also start an HLS job with default options",
                    {"type": "boolean", "default": False})
@@ -79,6 +80,21 @@ API_OPERATIONS: tuple[Operation, ...] = (
               response_media="text/event-stream", errors=(404,), tag="jobs"),
     Operation("POST", f"{V1}/jobs/{{job_id}}/cancel", jobs.cancel_job, "Cancel a job",
               status=202, response=Job, errors=(404, 409), tag="jobs"),
+    # tus 1.0.0 (API.md §9): the protocol's headers are its parameters, see fluxstudio/api/tus.py.
+    Operation("OPTIONS", f"{V1}/tus", tus.options, "tus: versions, extensions and the size limit",
+              status=204, auth=False, tag="tus"),
+    Operation("POST", f"{V1}/tus", tus.create,
+              "tus: create a resumable upload (Upload-Length, Upload-Metadata: project_id, filename)",
+              status=201, body_content=_TUS_BODY, errors=(400, 404, 412, 413, 422), tag="tus"),
+    Operation("OPTIONS", f"{V1}/tus/{{upload_id}}", tus.options, "tus: versions and extensions",
+              status=204, auth=False, tag="tus"),
+    Operation("HEAD", f"{V1}/tus/{{upload_id}}", tus.head, "tus: the upload's offset", errors=(404, 412),
+              tag="tus"),
+    Operation("PATCH", f"{V1}/tus/{{upload_id}}", tus.patch,
+              "tus: append bytes at Upload-Offset; the last byte answers Asset-Id (and Job-Id)",
+              status=204, body_content=_TUS_BODY, errors=(404, 409, 412, 415, 422, 503), tag="tus"),
+    Operation("DELETE", f"{V1}/tus/{{upload_id}}", tus.delete, "tus: terminate an unfinished upload",
+              status=204, errors=(404, 409, 412), tag="tus"),
     Operation("POST", f"{V1}/collab/tokens", collab_tokens.create_room_token,
               "Create a short-lived token that opens one collaboration room", status=201,
               response=collab_tokens.RoomToken, body=collab_tokens.RoomTokenCreate, errors=(404, 422),

@@ -61,7 +61,7 @@ _MIME = re.compile(r"^(audio|video)/[a-z0-9][a-z0-9.+-]{0,100}$")
 
 _FIELDS = (
     "id", "project_id", "filename", "content_type", "size_bytes", "source_key", "status", "media",
-    "playback_key", "created_at",
+    "playback_key", "created_at", "error",
 )  # fmt: skip
 _COLUMNS = ", ".join("a." + name for name in _FIELDS)
 
@@ -80,6 +80,7 @@ class AssetRecord:
     media: dict[str, Any] | None
     playback_key: str | None
     created_at: datetime
+    error: dict[str, Any] | None = None
 
     def media_info(self) -> MediaInfo | None:
         """The full probe result, for planning a ladder; the row keeps every MediaInfo field."""
@@ -326,4 +327,5 @@ def _asset(record: AssetRecord, renditions: list[asyncpg.Record], urls: MediaUrl
         else [],
         playback_url=urls.url(record.playback_key) if playable else None,
         created_at=record.created_at,
+        error=record.error if record.status == "failed" else None,  # type: ignore[arg-type]
     )

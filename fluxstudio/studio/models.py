@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AssetStatus = Literal["uploaded", "processing", "ready", "failed"]
+AssetStatus = Literal["uploaded", "processing", "ready", "failed", "importing"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 SegmentFormat = Literal["fmp4", "ts"]
 
@@ -47,6 +47,13 @@ class RenditionOut(BaseModel):
     playlist_url: str
 
 
+class JobError(BaseModel):
+    """Why a job, or an asset (`Asset.error`), failed: a stable code and a sentence for people."""
+
+    code: str
+    message: str
+
+
 class Asset(BaseModel):
     id: str
     project_id: str
@@ -58,6 +65,8 @@ class Asset(BaseModel):
     renditions: list[RenditionOut] = Field(default_factory=list)
     playback_url: str | None = None
     created_at: datetime
+    #: Why the asset is `failed` (an import that could not be fetched or read); null otherwise.
+    error: JobError | None = None
 
 
 class JobOptions(BaseModel):
@@ -70,11 +79,6 @@ class JobOptions(BaseModel):
     )
     segment_seconds: int = Field(default=4, ge=2, le=10)
     segment_format: SegmentFormat = "fmp4"
-
-
-class JobError(BaseModel):
-    code: str
-    message: str
 
 
 class Job(BaseModel):

@@ -46,7 +46,7 @@ async def _tables(dsn: str) -> set[str]:
 
 def test_scripts_are_found_in_the_checkout() -> None:
     assert script_location() == REPO / "alembic"
-    assert head_revision() == "0002"
+    assert head_revision() == "0005"
 
 
 async def test_upgrade_downgrade_and_upgrade_again(create_database: Callable[[], str]) -> None:

@@ -31,7 +31,7 @@ from fluxstudio.log import get_logger
 from fluxstudio.media import MediaInfo, Tools, probe
 from fluxstudio.queue import Queue
 from fluxstudio.storage import Storage, headers_for
-from fluxstudio.studio import jobs
+from fluxstudio.studio import jobs, webhooks
 from fluxstudio.studio.media_urls import MediaUrls
 from fluxstudio.studio.models import Asset, RenditionOut
 from fluxstudio.studio.projects import OWNED_ASSETS, Db, get_project
@@ -246,12 +246,29 @@ async def delete_asset(
     folders = (f"sources/{asset_id}/", f"hls/{asset_id}/")
     for folder in folders:
         await storage.delete_prefix(folder)
-    await pool.execute(
-        "DELETE FROM assets a USING projects p WHERE a.id = $1 AND p.id = a.project_id AND p.user_id = $2",
-        asset_id,
-        user.id,
-    )
+    async with pool.acquire() as connection, connection.transaction():
+        data = await event_data(connection, asset_id)
+        deleted = await connection.fetchval(
+            "DELETE FROM assets a USING projects p WHERE a.id = $1 AND p.id = a.project_id AND p.user_id = $2"
+            " RETURNING true",
+            asset_id,
+            user.id,
+        )
+        if deleted:
+            await webhooks.record_event(connection, user.id, "asset.deleted", data)
     log.info("asset_deleted", asset_id=asset_id)
+
+
+async def event_data(db: Db, asset_id: str) -> dict[str, Any]:
+    """The asset as a webhook event carries it (no owner check: for the domain's own writers).
+
+    Playback URLs are null here: without a request the address of the API's own `/media` is unknown,
+    so a receiver reads them with `GET /assets/{id}`; `status`, `media` and `error` are all there.
+    """
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM assets a WHERE a.id = $1", asset_id)
+    if row is None:
+        raise NotFound(f"no asset has the id {asset_id[:64]!r}")
+    return _asset(_record(row), [], None).model_dump(mode="json")
 
 
 # -- helpers ----------------------------------------------------------------------------------------

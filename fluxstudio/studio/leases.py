@@ -17,6 +17,8 @@ from fluxstudio.errors import Unavailable
 from fluxstudio.ids import new_id
 from fluxstudio.log import get_logger
 from fluxstudio.queue import Queue
+from fluxstudio.studio import webhooks
+from fluxstudio.studio.assets import event_data
 from fluxstudio.studio.jobs import JOB_COLUMNS, announce, job_from_row
 from fluxstudio.studio.models import Job, JobError, JobOptions
 
@@ -156,7 +158,12 @@ async def succeed(
             asset_id,
             playback_key,
         )
-    return job_from_row(row)
+        job = job_from_row(row)
+        # The outbox: these events commit, or vanish, with the result they report.
+        await webhooks.record_asset_event(connection, asset_id, "job.succeeded", job.model_dump(mode="json"))
+        ready = await event_data(connection, asset_id)
+        await webhooks.record_asset_event(connection, asset_id, "asset.ready", ready)
+    return job
 
 
 async def fail(
@@ -182,6 +189,7 @@ async def fail(
         )
         if row is not None and row["status"] == "failed":
             await _fail_asset(connection, row["asset_id"], error)
+            await _failed_events(connection, row)
     return None if row is None else job_from_row(row)
 
 
@@ -193,6 +201,16 @@ async def _fail_asset(connection: asyncpg.Connection, asset_id: str, error: JobE
         asset_id,
         error.model_dump(),
     )
+
+
+async def _failed_events(connection: asyncpg.Connection, row: asyncpg.Record) -> None:
+    """job.failed, and asset.failed when the asset failed with it (a ready asset stays ready)."""
+    asset_id = row["asset_id"]
+    job = job_from_row(row).model_dump(mode="json")
+    await webhooks.record_asset_event(connection, asset_id, "job.failed", job)
+    data = await event_data(connection, asset_id)
+    if data["status"] == "failed":
+        await webhooks.record_asset_event(connection, asset_id, "asset.failed", data)
 
 
 async def release(pool: asyncpg.Pool, job_id: str, attempt: int) -> Job | None:
@@ -237,6 +255,7 @@ async def reconcile(pool: asyncpg.Pool, queue: Queue | None, *, batch: int = 500
         for row in expired:
             if row["status"] == "failed":
                 await _fail_asset(connection, row["asset_id"], JobError(**row["error"]))
+                await _failed_events(connection, row)
         queued = await connection.fetch(
             "SELECT id, attempt, greatest(0, extract(epoch FROM run_after - now()))::float8 AS wait_s"
             " FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT $1",

@@ -33,6 +33,7 @@ from fluxstudio.queue import (
 )
 from fluxstudio.storage import open_storage
 from fluxstudio.studio import leases
+from workers import ingest
 from workers.context import WorkerContext, WorkerOptions
 from workers.health import HealthServer
 from workers.transcode import DB_ERRORS, run_job
@@ -76,7 +77,7 @@ def worker_settings(settings: Settings, options: WorkerOptions) -> dict[str, Any
     """The keyword arguments of arq's Worker (what an arq WorkerSettings class holds), from Settings."""
     assert settings.redis_url is not None
     return {
-        "functions": [func(run_job, name=RUN_JOB)],
+        "functions": [func(run_job, name=RUN_JOB), *ingest.FUNCTIONS],
         "queue_name": options.queue_name,
         "redis_pool": redis_client(settings.redis_url.get(), options.queue_name),
         "on_startup": _startup(settings, options),
@@ -134,6 +135,7 @@ def _startup(settings: Settings, options: WorkerOptions) -> Any:
         w.background += [
             asyncio.create_task(_listen_for_cancels(w)),
             asyncio.create_task(_reconcile_forever(w)),
+            *ingest.background(w),  # tus expiry, import repair, webhook delivery
         ]
         log.info("worker_started", worker=w.name, concurrency=options.concurrency, queue=options.queue_name)
 

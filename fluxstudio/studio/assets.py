@@ -204,6 +204,47 @@ async def ingest(
     return _asset(_record(row), [], None)
 
 
+async def ingest_into(
+    pool: asyncpg.Pool,
+    storage: Storage,
+    tools: Tools,
+    asset_id: str,
+    upload: Path,
+    *,
+    content_type: str | None,
+    size: int,
+    max_bytes: int | None = None,
+) -> Asset | None:
+    """`ingest` for an asset row that already exists (`importing`, from a URL import): the same checks,
+    probe and key layout, then the row becomes `uploaded`. None if the asset went away meanwhile."""
+    row = await pool.fetchrow("SELECT filename FROM assets WHERE id = $1 AND status = 'importing'", asset_id)
+    if row is None:
+        return None
+    size = _checked_size(upload, size, max_bytes)
+    info = await probe(upload, tools)
+    ext = source_extension(row["filename"], info)
+    key = source_key(asset_id, ext)
+    try:
+        await storage.put_file(key, upload)
+        updated = await pool.fetchrow(
+            f"UPDATE assets SET status = 'uploaded', content_type = $2, size_bytes = $3, source_key = $4,"
+            f" media = $5::jsonb, error = NULL, updated_at = now() WHERE id = $1 AND status = 'importing'"
+            f" RETURNING {', '.join(_FIELDS)}",
+            asset_id,
+            _content_type(content_type, ext),
+            size,
+            key,
+            dataclasses.asdict(info),
+        )
+        if updated is None:
+            raise NotFound(f"no asset has the id {asset_id[:64]!r}")
+    except BaseException:
+        await _forget_objects(storage, [f"sources/{asset_id}/"], asset_id)
+        raise
+    log.info("asset_imported", asset_id=asset_id, size_bytes=size, source_key=key)
+    return _asset(_record(updated), [], None)
+
+
 async def asset_row(db: Db, user: User, asset_id: str) -> AssetRecord:
     """The user's asset with its private keys (for jobs and workers); NotFound for anyone else's."""
     row = await db.fetchrow(

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.jobs",
     "tests.fixtures.platform",
+    "tests.fixtures.receiver",
 ]

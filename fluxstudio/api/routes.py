@@ -8,19 +8,37 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from fluxstudio.api import assets, collab_tokens, events, health, jobs, media, projects, tus, uploads
+from fluxstudio.api import (
+    assets,
+    collab_tokens,
+    events,
+    health,
+    imports,
+    jobs,
+    media,
+    projects,
+    tus,
+    uploads,
+    webhooks,
+)
 from fluxstudio.api.routing import Operation, Param
 from fluxstudio.api.schemas import (
     AssetList,
     Health,
+    ImportCreate,
     JobList,
     ProjectCreate,
     ProjectList,
     UploadCreate,
     UploadResult,
     UploadTicket,
+    WebhookAttemptList,
+    WebhookCreate,
+    WebhookList,
+    WebhookTestResult,
 )
 from fluxstudio.studio.models import Asset, Job, JobOptions, Project
+from fluxstudio.studio.webhooks import WebhookEndpoint
 
 V1 = "/api/v1"
 
@@ -80,6 +98,23 @@ API_OPERATIONS: tuple[Operation, ...] = (
               response_media="text/event-stream", errors=(404,), tag="jobs"),
     Operation("POST", f"{V1}/jobs/{{job_id}}/cancel", jobs.cancel_job, "Cancel a job",
               status=202, response=Job, errors=(404, 409), tag="jobs"),
+    Operation("POST", f"{V1}/projects/{{project_id}}/imports", imports.create_import,
+              "Import media from an http(s) URL: a worker fetches it into a new `importing` asset",
+              status=202, response=UploadResult, body=ImportCreate, errors=(404, 422), tag="assets"),
+    Operation("POST", f"{V1}/webhooks", webhooks.create_endpoint,
+              "Add a webhook endpoint (its `secret` is shown only in this answer)",
+              status=201, response=WebhookEndpoint, body=WebhookCreate, errors=(422,), tag="webhooks"),
+    Operation("GET", f"{V1}/webhooks", webhooks.list_endpoints, "List your webhook endpoints",
+              response=WebhookList, tag="webhooks"),
+    Operation("DELETE", f"{V1}/webhooks/{{webhook_id}}", webhooks.delete_endpoint,
+              "Delete a webhook endpoint; its pending deliveries stop", status=204, errors=(404,),
+              tag="webhooks"),
+    Operation("GET", f"{V1}/webhooks/{{webhook_id}}/deliveries", webhooks.list_deliveries,
+              "The endpoint's delivery attempts, newest first", response=WebhookAttemptList, errors=(404,),
+              tag="webhooks"),
+    Operation("POST", f"{V1}/webhooks/{{webhook_id}}/test", webhooks.send_test,
+              "Send a `webhook.test` event to the endpoint", status=202, response=WebhookTestResult,
+              errors=(404,), tag="webhooks"),
     # tus 1.0.0 (API.md §9): the protocol's headers are its parameters, see fluxstudio/api/tus.py.
     Operation("OPTIONS", f"{V1}/tus", tus.options, "tus: versions, extensions and the size limit",
               status=204, auth=False, tag="tus"),

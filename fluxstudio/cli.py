@@ -150,7 +150,20 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
     return _run(
         upload_file(
-            settings, args.file, project=args.project, wait=args.wait, server=args.server, token=args.token
+            settings, args.file, project=args.project, wait=args.wait, server=args.server, token=args.token,
+            resume=args.resume,
+        )
+    )
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    settings = _settings_for("import", "upload")
+    from fluxstudio.commands.importing import import_url
+
+    return _run(
+        import_url(
+            settings, args.url, project=args.project, filename=args.filename, transcode=args.transcode,
+            wait=args.wait, server=args.server, token=args.token,
         )
     )
 
@@ -242,7 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="follow the transcode and print the playback URL")
     p.add_argument("--server", help="default $FLUXSTUDIO_SERVER or the URL `up` saved")
     p.add_argument("--token", help="default $FLUXSTUDIO_TOKEN or the token `up` saved")
+    p.add_argument("--resume", action="store_true", help="continue this file's interrupted upload (tus)")
     p.set_defaults(handler=cmd_upload)
+
+    p = sub.add_parser("import", help="have a running server fetch a file from an http(s) URL")
+    p.add_argument("url", metavar="URL")
+    p.add_argument("--project", default="uploads", help="project name; created if missing")
+    p.add_argument("--filename", help="the asset's name (default: from the URL)")
+    p.add_argument("--transcode", action="store_true", help="start an HLS transcode once it has landed")
+    p.add_argument("--wait", action="store_true", help="wait until the import has landed (or failed)")
+    p.add_argument("--server", help="default $FLUXSTUDIO_SERVER or the URL `up` saved")
+    p.add_argument("--token", help="default $FLUXSTUDIO_TOKEN or the token `up` saved")
+    p.set_defaults(handler=cmd_import)
 
     p = sub.add_parser("doctor", help="check a deployment end to end, one line per check (exit 1 on FAIL)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of lines")

@@ -139,3 +139,21 @@ async def test_the_size_limit_and_a_lost_wake_up(
     failed = await settled(user, big["id"])
     assert failed["status"] == "failed" and failed["error"]["code"] == "too_large"
     assert "MAX_UPLOAD_BYTES" in failed["error"]["message"]
+
+
+async def test_the_mcp_tool_imports_and_refuses(
+    start_api, import_env, make_user, files: Receiver, start_worker
+) -> None:
+    from tests.test_mcp import call, connect, tool_error
+
+    api = start_api(import_env)
+    user = await make_user("agent", api)
+    async with user.client() as client:
+        project = await new_project(client)
+    async with connect(api.url, user.token) as mcp:
+        refused = await tool_error(mcp, "import_from_url", project_id=project, url="http://169.254.169.254/x")
+        assert "url_refused" in refused and "link-local" in refused
+        asset = await call(mcp, "import_from_url", project_id=project, url=f"{files.url}/media/clip.mp4")
+        assert asset["status"] == "importing" and asset["filename"] == "clip.mp4"
+    start_worker(import_env)
+    assert (await settled(user, asset["id"]))["status"] == "uploaded"

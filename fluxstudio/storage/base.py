@@ -105,6 +105,9 @@ class PartWriter(Protocol):
 
     async def abort_parts(self, key: str, handle: str) -> None: ...
 
+    def local_file(self, key: str) -> Path | None:
+        """The object's own file when the storage is a local folder (read it in place), else None."""
+
 
 def check_key(key: str) -> str:
     """Return `key` if it is a safe relative object key, else raise Invalid (without echoing the key)."""

@@ -152,6 +152,9 @@ class LocalStorage:
     async def abort_parts(self, key: str, handle: str) -> None:
         await _in_thread(self._path(key).unlink, True)
 
+    def local_file(self, key: str) -> Path | None:
+        return self._path(key)
+
 
 def _create_empty(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -347,6 +347,9 @@ class S3Storage:
         except NotFound:
             pass  # already completed or aborted
 
+    def local_file(self, key: str) -> Path | None:
+        return None
+
 
 def _endpoint_host(endpoint_url: str | None) -> str:
     """`host:port` of the endpoint for messages: never the whole URL, which could carry credentials."""

@@ -22,7 +22,6 @@ import base64
 import binascii
 import contextlib
 import json
-import os
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -47,8 +46,10 @@ from fluxstudio.studio.users import User
 log = get_logger()
 
 EXPIRY_S = 24 * 3600
-#: Bytes per stored part: S3's floor is 5 MiB; a local file is written in batches of this size too.
+#: Bytes per stored part: S3's floor is 5 MiB. A local file's offset is recorded this often.
 PART_BYTES = 8 * 1024 * 1024
+#: Bytes per write to a local file (as a streamed upload writes its temporary file).
+WRITE_BYTES = 1024 * 1024
 MAX_PARTS = 10_000
 #: How long a PATCH or HEAD waits for another request writing the same upload before answering 409.
 LOCK_WAIT_S = 10.0
@@ -251,7 +252,12 @@ class _PartSink:
         self.writer = _writer(storage)
         self.storage = storage
         self.upload = upload
-        self.part_size = max(PART_BYTES, -(-upload.length // MAX_PARTS))
+        # S3: parts of PART_BYTES (one in memory at a time). A local file takes writes of any size, so
+        # bytes go to disk a WRITE_BYTES batch at a time, the offset being recorded every PART_BYTES.
+        local = self.writer.min_part_bytes == 0
+        self.part_size = WRITE_BYTES if local else max(PART_BYTES, -(-upload.length // MAX_PARTS))
+        self.record_every = PART_BYTES if local else 0
+        self.unrecorded = 0
         self.buffer = bytearray()
 
     async def take(self, chunks: AsyncIterator[bytes]) -> None:
@@ -275,26 +281,36 @@ class _PartSink:
 
     async def _store_rest(self) -> None:
         upload = self.upload
-        total = upload.stored + len(self.buffer)
+        total = upload.stored + self.unrecorded + len(self.buffer)
+        if self.record_every:
+            if self.buffer or self.unrecorded:
+                await self._store_part(len(self.buffer), last=True)
+            return
         if not self.buffer:
             return
-        if total == upload.length or self.writer.min_part_bytes == 0:
+        if total == upload.length:
             await self._store_part(len(self.buffer))
             return
         await self.storage.put(tail_key(upload.id), bytes(self.buffer))
         await self._record(upload.parts, len(self.buffer))
 
-    async def _store_part(self, size: int) -> None:
+    async def _store_part(self, size: int, *, last: bool = False) -> None:
         upload = self.upload
-        data = bytes(self.buffer[:size])
+        with memoryview(self.buffer) as view:
+            data = bytes(view[:size])
+        del self.buffer[:size]
+        if self.record_every:  # one local file: one part, however many writes made it
+            written = upload.stored + self.unrecorded
+            await self.writer.write_part(data_key(upload.id), "", 1, written, data)
+            self.unrecorded += len(data)
+            if last or self.unrecorded >= self.record_every:
+                await self._record([StoredPart(number=1, size=written + len(data), etag="")], 0)
+                self.unrecorded = 0
+            return
         number = len(upload.parts) + 1
         stored = await self.writer.write_part(data_key(upload.id), upload.multipart_id or "", number,
                                               upload.stored, data)  # fmt: skip
-        del self.buffer[:size]
-        parts = [*upload.parts, stored]
-        if self.writer.min_part_bytes == 0:  # one file: one part, however many writes made it
-            parts = [StoredPart(number=1, size=upload.stored + stored.size, etag="")]
-        await self._record(parts, 0)
+        await self._record([*upload.parts, stored], 0)
 
     async def _record(self, parts: list[StoredPart], tail_bytes: int) -> None:
         upload = self.upload
@@ -326,13 +342,13 @@ async def _complete(
     upload's bytes. A failure from storage leaves the row complete-but-assetless, so an empty PATCH at
     the final offset retries this; a refusal (unreadable media) deletes the upload: nothing is kept."""
     writer = _writer(storage)
-    await writer.finish_parts(data_key(upload.id), upload.multipart_id or "", upload.parts)
-    fd, name = tempfile.mkstemp(prefix="tus-", suffix=".part", dir=upload_dir)
-    path = Path(name)
+    key = data_key(upload.id)
+    await writer.finish_parts(key, upload.multipart_id or "", upload.parts)
+    in_place = writer.local_file(key)  # a local folder's file is probed where it is, not copied first
+    path = in_place or Path(tempfile.mkstemp(prefix="tus-", suffix=".part", dir=upload_dir)[1])
     try:
-        with os.fdopen(fd, "wb") as out:
-            async for chunk in storage.open(data_key(upload.id)):
-                await asyncio.to_thread(out.write, chunk)
+        if in_place is None:
+            await _download(storage, key, path)
         try:
             asset, job = await uploads.accept_upload(
                 pool, storage, tools, queue, user, upload.project_id, path,
@@ -344,7 +360,8 @@ async def _complete(
                 await _forget(connection, storage, upload, multipart_done=True)
             raise
     finally:
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        if in_place is None:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
     await connection.execute(
         "UPDATE tus_uploads SET asset_id = $2, job_id = $3, updated_at = now() WHERE id = $1",
         upload.id, asset.id, job.id if job else None,
@@ -354,6 +371,12 @@ async def _complete(
         await storage.delete_prefix(f"tus/{upload.id}/")
     log.info("tus_upload_completed", upload_id=upload.id, asset_id=asset.id, size_bytes=upload.length)
     return Written(upload, asset, job)
+
+
+async def _download(storage: Storage, key: str, path: Path) -> None:
+    with path.open("wb") as out:
+        async for chunk in storage.open(key):
+            await asyncio.to_thread(out.write, chunk)
 
 
 async def _forget(

@@ -96,9 +96,13 @@ async def _attempts(client, endpoint_id: str, count: int) -> list[dict] | None:
 async def test_events_survive_killed_processes_and_a_flushed_redis(
     start_api, hook_env, make_user, receiver, start_worker, api_clip: Path, redis_url: str
 ) -> None:
-    """Events recorded while no worker runs; then the API is SIGKILLed and Redis flushed: still sent."""
+    """A worker is SIGKILLed, events are recorded, the API is SIGKILLed and Redis flushed: a new worker
+    still sends every event."""
     r: Receiver = receiver()
     api = start_api(hook_env)
+    doomed = start_worker(hook_env)
+    await wait_for(lambda: "worker_started" in doomed.log(), 30, "the first worker to start")
+    doomed.stop(signal.SIGKILL)  # the fleet is gone: the events below wait in PostgreSQL alone
     user = await make_user("hooks", api)
     endpoint = await add_endpoint(user, r.url, ["job.cancelled", "asset.deleted"])
     async with user.client() as client:

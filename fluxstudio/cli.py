@@ -150,7 +150,12 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
     return _run(
         upload_file(
-            settings, args.file, project=args.project, wait=args.wait, server=args.server, token=args.token,
+            settings,
+            args.file,
+            project=args.project,
+            wait=args.wait,
+            server=args.server,
+            token=args.token,
             resume=args.resume,
         )
     )
@@ -162,8 +167,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     return _run(
         import_url(
-            settings, args.url, project=args.project, filename=args.filename, transcode=args.transcode,
-            wait=args.wait, server=args.server, token=args.token,
+            settings,
+            args.url,
+            project=args.project,
+            filename=args.filename,
+            transcode=args.transcode,
+            wait=args.wait,
+            server=args.server,
+            token=args.token,
         )
     )
 

@@ -108,7 +108,8 @@ def test_ingest_settings_parse_networks_and_a_retry_schedule() -> None:
         "worker", {**GOOD, "IMPORT_ALLOWED_NETWORKS": "10.20.0.0/16, fd00::/8,192.168.1.7",
                    "WEBHOOK_RETRY_SCHEDULE": "250ms, 2s,1m,1h,1d"},
     )  # fmt: skip
-    assert [str(n) for n in settings.import_allowed_networks] == ["10.20.0.0/16", "fd00::/8", "192.168.1.7/32"]
+    networks = [str(n) for n in settings.import_allowed_networks]
+    assert networks == ["10.20.0.0/16", "fd00::/8", "192.168.1.7/32"]
     assert settings.webhook_retry_schedule == (0.25, 2, 60, 3600, 86400)
 
 

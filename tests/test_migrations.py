@@ -32,6 +32,11 @@ TABLES = {
     "collab_updates",
     "collab_snapshots",
     "upload_capabilities",
+    "tus_uploads",
+    "asset_imports",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
 }
 
 

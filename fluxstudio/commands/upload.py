@@ -127,8 +127,14 @@ def connection(settings: Settings, server: str | None, token: str | None) -> tup
 
 
 async def upload_and_follow(
-    client: FluxClient, path: Path, *, project: str, wait: bool, console: Console,
-    state: Path | None = None, resume: bool = False,
+    client: FluxClient,
+    path: Path,
+    *,
+    project: str,
+    wait: bool,
+    console: Console,
+    state: Path | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Upload with a byte progress bar, then (with wait) follow the transcode with a second bar."""
     project_row = await client.ensure_project(project)
@@ -142,7 +148,11 @@ async def upload_and_follow(
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("upload", total=path.stat().st_size)
         created = await client.upload(
-            project_row["id"], path, transcode=True, on_bytes=lambda n: bar.advance(task, n), state=state,
+            project_row["id"],
+            path,
+            transcode=True,
+            on_bytes=lambda n: bar.advance(task, n),
+            state=state,
             resume=resume,
         )
     if client.resumed_from:
@@ -166,7 +176,13 @@ async def upload_and_follow(
 
 
 async def upload_file(
-    settings: Settings, file: str, *, project: str, wait: bool, server: str | None, token: str | None,
+    settings: Settings,
+    file: str,
+    *,
+    project: str,
+    wait: bool,
+    server: str | None,
+    token: str | None,
     resume: bool = False,
 ) -> int:
     path = Path(file)

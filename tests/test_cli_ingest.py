@@ -64,10 +64,10 @@ async def test_upload_resumes_an_interrupted_run(
 
 
 async def test_import_waits_for_the_file_and_reports_failures(
-    start_api, api_env, make_user, receiver, start_worker, api_clip: Path, tmp_path: Path
+    fresh_api, api_env, make_user, receiver, start_worker, api_clip: Path, tmp_path: Path
 ) -> None:
     env = {**api_env, **ALLOW_LOOPBACK}
-    api = start_api(env)
+    api = fresh_api(env)
     start_worker(env)
     files: Receiver = receiver()
     clip = api_clip.read_bytes()

@@ -46,7 +46,7 @@ async def start_import(user: ApiUser, project: str, url: str, **extra) -> dict:
     return body["asset"]
 
 
-async def settled(user: ApiUser, asset_id: str, within_s: float = 60) -> dict:
+async def settled(user: ApiUser, asset_id: str, within_s: float = 180) -> dict:
     async def check() -> dict | None:
         async with user.client() as client:
             asset = (await client.get(f"/api/v1/assets/{asset_id}")).json()
@@ -77,7 +77,7 @@ async def test_refused_at_once_when_knowable(api: ApiServer, make_user) -> None:
 
 
 async def test_imports_succeed_or_fail_with_a_reason(
-    start_api,
+    fresh_api,
     import_env,
     make_user,
     files: Receiver,
@@ -86,7 +86,7 @@ async def test_imports_succeed_or_fail_with_a_reason(
     pool: asyncpg.Pool,
     api_clip: Path,
 ) -> None:
-    api = start_api(import_env)
+    api = fresh_api(import_env)
     user = await make_user("importer", api)
     hooks: Receiver = receiver()
     async with user.client() as client:
@@ -125,9 +125,9 @@ async def test_imports_succeed_or_fail_with_a_reason(
 
 
 async def test_the_size_limit_and_a_lost_wake_up(
-    start_api, import_env, make_user, files: Receiver, start_worker, redis_url: str
+    fresh_api, import_env, make_user, files: Receiver, start_worker, redis_url: str
 ) -> None:
-    api = start_api(import_env)
+    api = fresh_api(import_env)
     user = await make_user("importer", api)
     async with user.client() as client:
         project = await new_project(client)
@@ -142,11 +142,11 @@ async def test_the_size_limit_and_a_lost_wake_up(
 
 
 async def test_the_mcp_tool_imports_and_refuses(
-    start_api, import_env, make_user, files: Receiver, start_worker
+    fresh_api, import_env, make_user, files: Receiver, start_worker
 ) -> None:
     from tests.test_mcp import call, connect, tool_error
 
-    api = start_api(import_env)
+    api = fresh_api(import_env)
     user = await make_user("agent", api)
     async with user.client() as client:
         project = await new_project(client)

@@ -142,7 +142,7 @@ async def test_resume_after_a_killed_connection(
         await asyncio.to_thread(_send_and_cut, url, user.token, data[:sent], len(data))
         # The server keeps what arrived; HEAD waits for the cut PATCH to have stored it.
         await wait_for(
-            lambda: _offset(client, url, sent), 20, "the offset of the bytes that arrived before the cut"
+            lambda: _offset(client, url, sent), 60, "the offset of the bytes that arrived before the cut"
         )
         uploader = tus_client(api, user).uploader(file_path=str(big_clip), url=url, chunk_size=4 * 1024**2)
         assert uploader.offset == sent
@@ -169,9 +169,9 @@ def _send_and_cut(url: str, token: str, body: bytes, length: int) -> None:
 
 
 async def test_resume_after_an_api_restart(
-    start_api, api_env: dict[str, str], make_user, api_clip: Path, pool: asyncpg.Pool, media_dir: Path
+    fresh_api, api_env: dict[str, str], make_user, api_clip: Path, pool: asyncpg.Pool, media_dir: Path
 ) -> None:
-    first = start_api(api_env)
+    first = fresh_api(api_env)
     user = await make_user("tus", first)
     async with user.client() as client:
         project = await new_project(client)
@@ -182,7 +182,7 @@ async def test_resume_after_an_api_restart(
     await asyncio.to_thread(uploader.upload, half)
     path = urlsplit(uploader.url).path
     first.stop()
-    second = start_api(api_env)
+    second = fresh_api(api_env)
     resumed = tus_client(second, user).uploader(file_path=str(api_clip), url=second.url + path)
     assert resumed.offset >= half
     await asyncio.to_thread(resumed.upload)
@@ -193,12 +193,12 @@ async def test_resume_after_an_api_restart(
 
 
 async def test_resume_on_a_second_replica_over_s3(
-    start_api, api_env: dict[str, str], s3_server, make_user, big_clip: Path, pool: asyncpg.Pool
+    fresh_api, api_env: dict[str, str], s3_server, make_user, big_clip: Path, pool: asyncpg.Pool
 ) -> None:
     """Small PATCHes (1 MiB, under S3's 5 MiB part floor) on replica A, the rest on replica B."""
     bucket = await s3_server.create_bucket()
     env = {**api_env, **s3_server.environ(bucket)}
-    a, b = start_api(env), start_api(env)
+    a, b = fresh_api(env), fresh_api(env)
     user = await make_user("tus", a)
     async with user.client() as client:
         project = await new_project(client)
@@ -366,7 +366,7 @@ async def test_tus_js_client_resumes_after_abort(api: ApiServer, make_user, big_
         "node", str(folder / "tus_client.mjs"), api.url + TUS, user.token, project, str(big_clip),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=folder,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
     assert proc.returncode == 0, err.decode()
     lines = dict(line.split("=", 1) for line in out.decode().split())
     # Aborted in the middle of a chunk: the server kept what had arrived, at least the accepted chunks.

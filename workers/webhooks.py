@@ -63,9 +63,11 @@ async def deliver(
     """POST once; (status code, None) for any answer, (None, why) when there was none."""
     try:
         policy.check_url(delivery.url)
-        response = await client.post(
-            delivery.url, content=delivery.payload.encode(), headers=sign(delivery, datetime.now(UTC))
+        # Streamed and closed unread: a receiver's answer body is never loaded, however large.
+        request = client.build_request(
+            "POST", delivery.url, content=delivery.payload.encode(), headers=sign(delivery, datetime.now(UTC))
         )
+        response = await client.send(request, stream=True)
         await response.aclose()
     except FluxError as exc:
         return None, exc.message

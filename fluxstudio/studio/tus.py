@@ -233,7 +233,7 @@ async def sweep_expired(pool: asyncpg.Pool, storage: Storage, *, batch: int = 10
         try:
             async with _locked(pool, upload.id, wait_s=0.5) as connection:
                 await _forget(connection, storage, upload)
-        except (Conflict, FluxError) as exc:
+        except FluxError as exc:
             log.warning("tus_sweep_failed", upload_id=upload.id, error=str(exc))
             continue
         swept += 1

@@ -1,11 +1,12 @@
 """URL imports through a real API, worker and loopback file server: 422 at once for what can be known
 without DNS, `importing` then `uploaded` (or a transcode), and `failed` with a reason for a redirect to a
-private address, a remote error, unreadable media and the size limit (with an asset.failed webhook); an
-import whose wake-up Redis lost still happens; another user's project is 404."""
+private address, a remote error, unreadable media, the size limit and JOB_TIMEOUT_SECONDS (with an
+asset.failed webhook); an import whose wake-up Redis lost still happens; another user's project is 404."""
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import asyncpg
@@ -131,14 +132,22 @@ async def test_the_size_limit_and_a_lost_wake_up(
     user = await make_user("importer", api)
     async with user.client() as client:
         project = await new_project(client)
+    stalled = threading.Event()
+    files.routes["/slow.mp4"] = lambda: (stalled.wait(60), Answer(200, b"late"))[1]
     big = await start_import(user, project, f"{files.url}/media/clip.mp4")
+    slow = await start_import(user, project, f"{files.url}/slow.mp4")
     flusher = aioredis.from_url(redis_url)
-    await flusher.flushdb()  # the wake-up is gone; PostgreSQL still says the import waits
+    await flusher.flushdb()  # the wake-ups are gone; PostgreSQL still says the imports wait
     await flusher.aclose()
-    start_worker({**import_env, "MAX_UPLOAD_BYTES": "1000"})
-    failed = await settled(user, big["id"])
-    assert failed["status"] == "failed" and failed["error"]["code"] == "too_large"
-    assert "MAX_UPLOAD_BYTES" in failed["error"]["message"]
+    start_worker({**import_env, "MAX_UPLOAD_BYTES": "1000", "JOB_TIMEOUT_SECONDS": "10"})
+    try:
+        failed = await settled(user, big["id"])
+        assert failed["status"] == "failed" and failed["error"]["code"] == "too_large"
+        assert "MAX_UPLOAD_BYTES" in failed["error"]["message"]
+        late = await settled(user, slow["id"])
+        assert late["error"]["code"] == "timeout" and "JOB_TIMEOUT_SECONDS" in late["error"]["message"]
+    finally:
+        stalled.set()
 
 
 async def test_the_mcp_tool_imports_and_refuses(

@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 from tusclient.client import TusClient
+from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
 from fluxstudio.storage import LocalStorage, S3Storage
 from fluxstudio.studio import tus
@@ -220,6 +221,46 @@ async def test_resume_on_a_second_replica_over_s3(
         assert await storage.list("tus/") == []
         s3 = await storage._client()
         assert not (await s3.list_multipart_uploads(Bucket=bucket)).get("Uploads")
+
+
+async def test_tuspy_sees_409_413_and_404(api: ApiServer, make_user, api_clip: Path, tmp_path: Path) -> None:
+    """The same three refusals as the real client meets them."""
+    user, other = await make_user("tus"), await make_user("intruder")
+    async with user.client() as client:
+        project = await new_project(client)
+    meta = {"project_id": project, "filename": "clip.mp4"}
+    uploader = tus_client(api, user).uploader(file_path=str(api_clip), chunk_size=10_000, metadata=meta)
+    await asyncio.to_thread(uploader.upload_chunk)
+    assert uploader.offset == 10_000
+    uploader.offset = 0  # a client that lost track of where it was
+    with pytest.raises(TusUploadFailed) as wrong:
+        await asyncio.to_thread(uploader.upload_chunk)
+    assert wrong.value.status_code == 409
+    with pytest.raises(TusCommunicationError) as stranger:
+        tus_client(api, other).uploader(file_path=str(api_clip), url=uploader.url)
+    assert stranger.value.status_code == 404
+    huge = tmp_path / "huge.mp4"
+    with huge.open("wb") as sparse:
+        sparse.truncate(5 * 1024**3 + 1)  # sparse: tuspy only needs its size to create the upload
+    with pytest.raises(TusCommunicationError) as too_big:
+        await asyncio.to_thread(tus_client(api, user).uploader(file_path=str(huge), metadata=meta).upload)
+    assert too_big.value.status_code == 413
+
+
+async def test_a_worker_sweeps_expired_uploads(
+    api: ApiServer, api_env: dict[str, str], make_user, media_dir: Path, start_worker, pool: asyncpg.Pool
+) -> None:
+    user = await make_user("tus")
+    async with user.client() as client:
+        project = await new_project(client)
+        url = (await create(client, project, 100)).headers["location"]
+        await patch(client, url, 0, b"x" * 10)
+    upload_id = url.rsplit("/", 1)[1]
+    assert (media_dir / "tus" / upload_id / "data").exists()
+    await expire(pool, upload_id)
+    start_worker(api_env)  # a worker's housekeeping runs at start, then every 30 s
+    await wait_for(lambda: not (media_dir / "tus" / upload_id).exists(), 120, "the sweep of the upload")
+    assert await pool.fetchval("SELECT count(*) FROM tus_uploads WHERE id = $1", upload_id) == 0
 
 
 async def test_wrong_offset_is_409(api: ApiServer, make_user) -> None:

@@ -152,7 +152,26 @@ def cmd_upload(args: argparse.Namespace) -> int:
     settings = _settings_for("upload", "upload", flags)
     from fluxstudio.commands.upload import upload_file
 
-    return _run(upload_file(settings, args.file, project=args.project, wait=args.wait))
+    return _run(
+        upload_file(settings, args.file, project=args.project, wait=args.wait, resume=args.resume)
+    )
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    flags = {"FLUXSTUDIO_SERVER": args.server, "FLUXSTUDIO_TOKEN": args.token}
+    settings = _settings_for("import", "upload", flags)
+    from fluxstudio.commands.importing import import_url
+
+    return _run(
+        import_url(
+            settings,
+            args.url,
+            project=args.project,
+            filename=args.filename,
+            transcode=args.transcode,
+            wait=args.wait,
+        )
+    )
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -292,7 +311,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--server", help="API base URL, e.g. http://127.0.0.1:8000 (default: $FLUXSTUDIO_SERVER, or `up`'s)"
     )
     p.add_argument("--token", help="API token (default: $FLUXSTUDIO_TOKEN, or `up`'s development token)")
+    p.add_argument("--resume", action="store_true", help="continue this file's interrupted upload (tus)")
     p.set_defaults(handler=cmd_upload)
+
+    p = _command(
+        sub,
+        "import",
+        "have a running server fetch a file from an http(s) URL",
+        "Have a running server fetch URL into a new asset (http and https only; private addresses are "
+        "refused unless IMPORT_ALLOWED_NETWORKS allows them). Prints the asset id.",
+    )
+    p.add_argument("url", metavar="URL", help="the http(s) URL of the media file")
+    p.add_argument("--project", default="uploads", help="project name; created if missing")
+    p.add_argument("--filename", help="the asset's name (default: from the URL)")
+    p.add_argument("--transcode", action="store_true", help="start an HLS transcode once it has landed")
+    p.add_argument("--wait", action="store_true", help="wait until the import has landed (or failed)")
+    p.add_argument(
+        "--server", help="API base URL, e.g. http://127.0.0.1:8000 (default: $FLUXSTUDIO_SERVER, or `up`'s)"
+    )
+    p.add_argument("--token", help="API token (default: $FLUXSTUDIO_TOKEN, or `up`'s development token)")
+    p.set_defaults(handler=cmd_import)
 
     p = _command(sub, "doctor", "check a deployment end to end, one line per check (exit 1 on FAIL)")
     p.add_argument("--json", action="store_true", help="one JSON document instead of lines")

@@ -12,6 +12,7 @@ command needs and was not given.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -80,6 +81,8 @@ EXAMPLES = {
     "FLUXSTUDIO_SERVER": "http://127.0.0.1:8000",
     "CORS_ORIGINS": "https://app.example.com,http://localhost:5173 (or * without cookies)",
     "PLAYBACK_SIGNING_KEY": "32 or more random characters, e.g. from `openssl rand -hex 32`",
+    "IMPORT_ALLOWED_NETWORKS": "10.20.0.0/16,fd00::/8",
+    "WEBHOOK_RETRY_SCHEDULE": "5s,5m,30m,2h,5h,10h,10h",
 }
 
 X264_PRESETS = (
@@ -147,6 +150,13 @@ class SettingsError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: 5s,5m,30m,2h,5h,10h,10h: about 28 hours of retries, Standard Webhooks' usual schedule.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 @dataclass(frozen=True)
 class S3Settings:
     bucket: str
@@ -197,6 +207,10 @@ class Settings:
     playback_signing_key: Secret | None = None
     #: Variables that were set, by name only; `doctor` reports on them without values.
     present: frozenset[str] = field(default_factory=frozenset)
+    #: Private networks that URL imports and webhooks may reach all the same (API.md §2, §9).
+    import_allowed_networks: tuple[IpNetwork, ...] = ()
+    #: Seconds to wait before each retry of a webhook delivery; its length is the number of retries.
+    webhook_retry_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
 
     @property
     def media_dir(self) -> Path | None:
@@ -316,6 +330,8 @@ def load_settings(
         cors_origins=_cors_origins(reader),
         playback_signing_key=reader.secret("PLAYBACK_SIGNING_KEY", _check_signing_key),
         present=frozenset(k for k in _KNOWN if env.get(k)),
+        import_allowed_networks=_networks(reader, "IMPORT_ALLOWED_NETWORKS"),
+        webhook_retry_schedule=_schedule(reader, "WEBHOOK_RETRY_SCHEDULE"),
     )
     if reader.problems:
         raise SettingsError(reader.problems)
@@ -452,6 +468,38 @@ def _check_origin(origin: str) -> str | None:
 
 def _check_signing_key(value: str) -> str | None:
     return None if len(value) >= 32 else "is too short: use at least 32 random characters"
+
+
+def _networks(reader: _Reader, name: str) -> tuple[IpNetwork, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128); one problem names the variable only."""
+    value = reader.raw(name)
+    if value is None:
+        return ()
+    try:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
+        )
+    except ValueError:
+        reader.problem(name, "must be comma-separated networks in CIDR notation")
+        return ()
+
+
+def _schedule(reader: _Reader, name: str) -> tuple[float, ...]:
+    """Comma-separated durations such as `5s,5m,2h` (units ms, s, m, h, d), at most 20 of them."""
+    value = reader.raw(name)
+    if value is None:
+        return DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    delays = []
+    for part in value.split(","):
+        match = _DURATION.match(part)
+        if not match:
+            reader.problem(name, "must be comma-separated durations with a unit (ms, s, m, h or d)")
+            return DEFAULT_WEBHOOK_RETRY_SCHEDULE
+        delays.append(float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()])
+    if len(delays) > 20 or max(delays) > 7 * 86400:
+        reader.problem(name, "allows at most 20 retries, each at most 7 days after the previous one")
+        return DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    return tuple(delays)
 
 
 def _parse_size(text: str) -> int:

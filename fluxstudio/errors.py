@@ -5,7 +5,8 @@
     ├── Conflict        the object is in a state that forbids the operation
     ├── Invalid         the caller's input is wrong; retrying the same input cannot help
     │   ├── EmptyUpload     an upload with no bytes
-    │   └── TooLarge        an upload over the configured limit
+    │   ├── TooLarge        an upload over the configured limit
+    │   └── RefusedUrl      a URL to fetch or call that the outbound rules refuse (scheme, address)
     ├── Gone            a one-use capability that was used or has expired
     ├── Unavailable     a dependency (PostgreSQL, Redis, storage) failed; retrying may help
     └── MediaError      ffmpeg could not do the work; carries its exit code and stderr tail
@@ -52,6 +53,12 @@ class EmptyUpload(Invalid):
 
 class TooLarge(Invalid):
     code = "too_large"
+
+
+class RefusedUrl(Invalid):
+    """A URL that the outbound rules refuse: not http(s), or a non-public address (an SSRF attempt)."""
+
+    code = "url_refused"
 
 
 class Gone(FluxError):

@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.js",
     "tests.fixtures.homes",
     "tests.fixtures.reports",
+    "tests.fixtures.receiver",
 ]

@@ -32,6 +32,11 @@ TABLES = {
     "collab_updates",
     "collab_snapshots",
     "upload_capabilities",
+    "tus_uploads",
+    "asset_imports",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
 }
 
 
@@ -46,7 +51,7 @@ async def _tables(dsn: str) -> set[str]:
 
 def test_scripts_are_found_in_the_checkout() -> None:
     assert script_location() == REPO / "alembic"
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
 
 
 async def test_upgrade_downgrade_and_upgrade_again(create_database: Callable[[], str]) -> None:

@@ -44,6 +44,7 @@ from fluxstudio.queue import (
 from fluxstudio.storage import open_storage
 from fluxstudio.studio import leases
 from fluxstudio.studio.leases import Claim
+from workers import ingest
 from workers.context import WorkerContext, WorkerOptions
 from workers.health import HealthServer
 from workers.transcode import DB_ERRORS, WAKE_TIMEOUT_S, Transcode, run_job
@@ -178,7 +179,7 @@ def worker_settings(settings: Settings, options: WorkerOptions) -> dict[str, Any
     """The keyword arguments of arq's Worker (what an arq WorkerSettings class holds), from Settings."""
     assert settings.redis_url is not None
     return {
-        "functions": [func(run_job, name=RUN_JOB)],
+        "functions": [func(run_job, name=RUN_JOB), *ingest.FUNCTIONS],
         "queue_name": options.queue_name,
         "redis_pool": redis_client(settings.redis_url.get(), options.queue_name),
         "on_startup": _startup(settings, options),
@@ -253,6 +254,7 @@ def _startup(settings: Settings, options: WorkerOptions) -> Any:
         await hub.wait_connected(2.0)
         await _reconcile_once(w)  # a worker that starts repairs first: it may be replacing a dead one
         await asyncio.to_thread(sweep_orphans, options.work_dir)  # and removes what dead ones left
+        w.background += ingest.background(w)  # tus expiry, import repair, webhook delivery
         worker.flux = w  # from here on it takes jobs
         log.info("worker_started", worker=w.name, concurrency=options.concurrency, queue=options.queue_name)
 

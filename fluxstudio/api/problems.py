@@ -53,11 +53,25 @@ class MalformedRequest(Invalid):
     code = "malformed_request"
 
 
+class PreconditionFailed(Invalid):
+    """A protocol version the server does not speak (tus's `Tus-Resumable`): 412."""
+
+    code = "precondition_failed"
+
+
+class UnsupportedMediaType(Invalid):
+    """A body of a content type this route does not take (a tus PATCH): 415."""
+
+    code = "unsupported_media_type"
+
+
 #: Most specific first: the first class an error is an instance of decides its status.
 STATUS_OF: tuple[tuple[type[FluxError], int], ...] = (
     (Unauthenticated, 401),
     (EmptyUpload, 400),
     (MalformedRequest, 400),
+    (PreconditionFailed, 412),
+    (UnsupportedMediaType, 415),
     (TooLarge, 413),
     (UnreadableMedia, 422),
     (Forbidden, 403),

@@ -8,12 +8,25 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from fluxstudio.api import assets, collab_tokens, events, health, jobs, media, projects, uploads
+from fluxstudio.api import (
+    assets,
+    collab_tokens,
+    events,
+    health,
+    imports,
+    jobs,
+    media,
+    projects,
+    tus,
+    uploads,
+    webhooks,
+)
 from fluxstudio.api.routing import Operation, Param
 from fluxstudio.api.schemas import (
     AssetList,
     AssetPatch,
     Health,
+    ImportCreate,
     JobList,
     PlaybackTokenCreate,
     ProjectCreate,
@@ -21,8 +34,13 @@ from fluxstudio.api.schemas import (
     UploadCreate,
     UploadResult,
     UploadTicket,
+    WebhookAttemptList,
+    WebhookCreate,
+    WebhookList,
+    WebhookTestResult,
 )
 from fluxstudio.studio.models import Asset, Job, JobOptions, PlaybackToken, Project
+from fluxstudio.studio.webhooks import WebhookEndpoint
 
 V1 = "/api/v1"
 
@@ -35,6 +53,7 @@ _UPLOAD_BODY = {
 }
 _RAW_BODY = {"application/octet-stream": _UPLOAD_BODY["application/octet-stream"]}
 _UPLOAD_ERRORS = (400, 404, 413, 422, 503)
+_TUS_BODY = {"application/offset+octet-stream": {"schema": _BINARY}}
 
 _TRANSCODE = Param("transcode", "query", "also start an HLS job with default options",
                    {"type": "boolean", "default": False})
@@ -93,6 +112,40 @@ API_OPERATIONS: tuple[Operation, ...] = (
               response_media="text/event-stream", errors=(404,), tag="jobs"),
     Operation("POST", f"{V1}/jobs/{{job_id}}/cancel", jobs.cancel_job, "Cancel a job",
               status=202, response=Job, errors=(404, 409), tag="jobs"),
+    Operation("POST", f"{V1}/projects/{{project_id}}/imports", imports.create_import,
+              "Import media from an http(s) URL: a worker fetches it into a new `importing` asset",
+              status=202, response=UploadResult, body=ImportCreate, errors=(404, 422), tag="assets"),
+    Operation("POST", f"{V1}/webhooks", webhooks.create_endpoint,
+              "Add a webhook endpoint (its `secret` is shown only in this answer)",
+              status=201, response=WebhookEndpoint, body=WebhookCreate, errors=(422,), tag="webhooks"),
+    Operation("GET", f"{V1}/webhooks", webhooks.list_endpoints, "List your webhook endpoints",
+              response=WebhookList, tag="webhooks"),
+    Operation("DELETE", f"{V1}/webhooks/{{webhook_id}}", webhooks.delete_endpoint,
+              "Delete a webhook endpoint; its pending deliveries stop", status=204, errors=(404,),
+              tag="webhooks"),
+    Operation("GET", f"{V1}/webhooks/{{webhook_id}}/deliveries", webhooks.list_deliveries,
+              "The endpoint's delivery attempts, newest first", response=WebhookAttemptList, errors=(404,),
+              tag="webhooks"),
+    Operation("POST", f"{V1}/webhooks/{{webhook_id}}/test", webhooks.send_test,
+              "Send a `webhook.test` event to the endpoint", status=202, response=WebhookTestResult,
+              errors=(404,), tag="webhooks"),
+    # tus 1.0.0 (API.md §9): the protocol's headers are its parameters, see fluxstudio/api/tus.py.
+    Operation("OPTIONS", f"{V1}/tus", tus.options, "tus: versions, extensions and the size limit",
+              status=204, auth=False, tag="tus", operation_id="tus_options"),
+    Operation("POST", f"{V1}/tus", tus.create,
+              "tus: create a resumable upload (Upload-Length, Upload-Metadata: project_id, filename)",
+              status=201, body_content=_TUS_BODY, errors=(400, 404, 412, 413, 422), tag="tus",
+              operation_id="tus_create"),
+    Operation("OPTIONS", f"{V1}/tus/{{upload_id}}", tus.options, "tus: versions and extensions",
+              status=204, auth=False, tag="tus", operation_id="tus_upload_options"),
+    Operation("HEAD", f"{V1}/tus/{{upload_id}}", tus.head, "tus: the upload's offset", errors=(404, 412),
+              tag="tus", operation_id="tus_head"),
+    Operation("PATCH", f"{V1}/tus/{{upload_id}}", tus.patch,
+              "tus: append bytes at Upload-Offset; the last byte answers Asset-Id (and Job-Id)",
+              status=204, body_content=_TUS_BODY, errors=(404, 409, 412, 415, 422, 503), tag="tus",
+              operation_id="tus_patch"),
+    Operation("DELETE", f"{V1}/tus/{{upload_id}}", tus.delete, "tus: terminate an unfinished upload",
+              status=204, errors=(404, 409, 412), tag="tus", operation_id="tus_delete"),
     Operation("POST", f"{V1}/collab/tokens", collab_tokens.create_room_token,
               "Create a short-lived token that opens one collaboration room", status=201,
               response=collab_tokens.RoomToken, body=collab_tokens.RoomTokenCreate, errors=(404, 422),

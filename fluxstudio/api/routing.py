@@ -96,7 +96,9 @@ def _dispatch(methods: dict[str, Endpoint]) -> Endpoint:
         return next(iter(methods.values()))
 
     async def dispatch(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
+        method = request.method
+        if method not in methods and method == "HEAD":  # HEAD is GET without a body, unless it has its own
+            method = "GET"
         return await methods[method](request)
 
     return dispatch

@@ -13,6 +13,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from fluxstudio.studio.models import Asset, Job, PlaybackPolicy, Project
+from fluxstudio.studio.webhooks import WebhookAttempt, WebhookEndpoint
 
 NAME_MAX = 200
 FILENAME_MAX = 255
@@ -85,3 +86,34 @@ class Health(BaseModel):
     status: str
     component: str
     version: str
+
+
+class ImportCreate(BaseModel):
+    """`POST /projects/{id}/imports`: fetch `url` into a new asset (API.md §9)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2000)
+    filename: str | None = Field(default=None, min_length=1, max_length=FILENAME_MAX)
+    transcode: bool = False
+
+
+class WebhookCreate(BaseModel):
+    """`POST /webhooks`: `events` left out means every event type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, max_length=2000)
+    events: list[str] | None = Field(default=None, max_length=20)
+
+
+class WebhookList(BaseModel):
+    items: list[WebhookEndpoint]
+
+
+class WebhookAttemptList(BaseModel):
+    items: list[WebhookAttempt]
+
+
+class WebhookTestResult(BaseModel):
+    event_id: str

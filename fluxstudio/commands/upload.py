@@ -9,7 +9,7 @@ cannot be reached is one line and exit status 1, not a traceback.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from fluxstudio.commands import resumable
 from fluxstudio.commands.bars import speed_text, transcode_bar
 from fluxstudio.config import Settings
 from fluxstudio.errors import FluxError, Invalid
-
-CHUNK = 1024 * 1024
 
 
 class ApiError(FluxError):
@@ -41,6 +40,8 @@ class FluxClient:
     """The few calls the CLI makes, over one HTTP connection pool."""
 
     def __init__(self, server: str, token: str) -> None:
+        self.server = server
+        self.resumed_from = 0
         self.http = httpx.AsyncClient(
             base_url=server.rstrip("/") + "/api/v1",
             headers={"Authorization": f"Bearer {token}"},
@@ -74,21 +75,23 @@ class FluxClient:
         return await self._json(await self.http.post("/projects", json={"name": name}))
 
     async def upload(
-        self, project_id: str, path: Path, *, transcode: bool, on_bytes: Callable[[int], None]
+        self,
+        project_id: str,
+        path: Path,
+        *,
+        transcode: bool,
+        on_bytes: Callable[[int], None],
+        state: Path | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
-        async def body() -> AsyncIterator[bytes]:
-            with path.open("rb") as source:
-                while chunk := source.read(CHUNK):
-                    on_bytes(len(chunk))
-                    yield chunk
-
-        response = await self.http.post(
-            f"/projects/{project_id}/assets",
-            params={"filename": path.name, "transcode": "true" if transcode else "false"},
-            content=body(),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)},
+        """Send the file with tus (resumable; see resumable.py), then read back the asset and its job."""
+        metadata = {"project_id": project_id, "filename": path.name, "transcode": str(transcode).lower()}
+        landed = await resumable.send(
+            self.http, "tus", path, metadata=metadata, state=state, resume=resume, on_bytes=on_bytes
         )
-        return await self._json(response)
+        self.resumed_from = landed.resumed_from
+        job = await self._json(await self.http.get(f"/jobs/{landed.job_id}")) if landed.job_id else None
+        return {"asset": await self.asset(landed.asset_id), "job": job}
 
     async def follow(self, job_id: str, on_progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Follow the job's events until `end`; returns the finished job."""
@@ -108,7 +111,14 @@ class FluxClient:
 
 
 async def upload_and_follow(
-    client: FluxClient, path: Path, *, project: str, wait: bool, console: Console
+    client: FluxClient,
+    path: Path,
+    *,
+    project: str,
+    wait: bool,
+    console: Console,
+    state: Path | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Upload with a byte progress bar, then (with wait) follow the transcode with a second bar."""
     project_row = await client.ensure_project(project)
@@ -122,8 +132,15 @@ async def upload_and_follow(
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("upload", total=path.stat().st_size)
         created = await client.upload(
-            project_row["id"], path, transcode=True, on_bytes=lambda n: bar.advance(task, n)
+            project_row["id"],
+            path,
+            transcode=True,
+            on_bytes=lambda n: bar.advance(task, n),
+            state=state,
+            resume=resume,
         )
+    if client.resumed_from:
+        console.print(f"resumed at byte {client.resumed_from}")
     job = created["job"]
     console.print(f"asset {created['asset']['id']}, job {job['id']} {job['status']}")
     if not wait:
@@ -142,7 +159,9 @@ async def upload_and_follow(
     return created
 
 
-async def upload_file(settings: Settings, file: str, *, project: str, wait: bool) -> int:
+async def upload_file(
+    settings: Settings, file: str, *, project: str, wait: bool, resume: bool = False
+) -> int:
     path = Path(file)
     if not path.is_file():
         raise Invalid(f"{file} is not a file")
@@ -152,7 +171,10 @@ async def upload_file(settings: Settings, file: str, *, project: str, wait: bool
     console = Console(file=sys.stderr)
     try:
         async with FluxClient(server, token) as client:
-            result = await upload_and_follow(client, path, project=project, wait=wait, console=console)
+            state = resumable.state_path(settings.home, server, path)
+            result = await upload_and_follow(
+                client, path, project=project, wait=wait, console=console, state=state, resume=resume
+            )
     except httpx.TransportError as exc:
         reason = str(exc) or type(exc).__name__
         raise FluxError(f"cannot reach the server at {server} ({reason}); is it running?") from None

@@ -18,7 +18,8 @@ from pydantic import Field
 from fluxstudio.mcp import waiting
 from fluxstudio.mcp.calls import studio_call, tool_errors
 from fluxstudio.mcp.models import AssetList, Playback, ProjectList, UploadTicket
-from fluxstudio.studio import assets, jobs, playback, projects, uploads
+from fluxstudio.outbound import OutboundPolicy
+from fluxstudio.studio import assets, imports, jobs, playback, projects, uploads
 from fluxstudio.studio.models import Asset, Job, JobOptions, Project
 
 #: Where a capability is spent; the same public path the REST API hands out.
@@ -32,6 +33,8 @@ JobId = Annotated[str, Field(description="a job id, e.g. job_...")]
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 CREATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 DESTROY = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+#: Reaches outside this deployment: the server fetches a URL the agent gives.
+CREATE_OPEN = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
 
 
 @tool_errors
@@ -183,11 +186,32 @@ async def get_playback_url(asset_id: AssetId, ctx: Context) -> Playback:
     )  # fmt: skip
 
 
+@tool_errors
+async def import_from_url(
+    project_id: ProjectId,
+    url: Annotated[str, Field(description="an http:// or https:// URL of an audio or video file")],
+    ctx: Context,
+    filename: Annotated[str | None, Field(description="the asset's name (default: from the URL)")] = None,
+    transcode: Annotated[bool, Field(description="also start an HLS transcode once it has landed")] = False,
+) -> Asset:
+    """Import a file that is already online: the server fetches the URL itself (no curl needed).
+
+    Returns the new asset at once with status `importing`; call get_asset until it is `uploaded` (or
+    `processing` with transcode) or `failed`, whose `error` says why (e.g. a private address, a 404).
+    """
+    call = studio_call(ctx)
+    policy = OutboundPolicy(allowed=call.platform.settings.import_allowed_networks)
+    return await imports.create_import(
+        call.pool, call.platform.queue, call.user, project_id, url, policy, call.urls,
+        filename=filename, transcode=transcode,
+    )  # fmt: skip
+
+
 #: In the order an agent meets them, which is the order clients list them in.
 TOOLS = (
     (list_projects, READ), (create_project, CREATE), (list_assets, READ), (get_asset, READ),
-    (create_upload, CREATE), (transcode_asset, CREATE), (get_job, READ), (wait_for_job, READ),
-    (cancel_job, DESTROY), (get_playback_url, READ),
+    (create_upload, CREATE), (import_from_url, CREATE_OPEN), (transcode_asset, CREATE), (get_job, READ),
+    (wait_for_job, READ), (cancel_job, DESTROY), (get_playback_url, READ),
 )  # fmt: skip
 
 

@@ -75,6 +75,40 @@ class Storage(Protocol):
     ) -> None: ...
 
 
+@dataclass(frozen=True)
+class StoredPart:
+    """One part of an object written in parts: its number (from 1), size and the store's tag for it."""
+
+    number: int
+    size: int
+    etag: str
+
+
+@runtime_checkable
+class PartWriter(Protocol):
+    """An object written in parts over many requests, by any process (tus uploads).
+
+    S3 keeps the parts of a multipart upload until it is completed or aborted; every part but the last
+    must hold at least `min_part_bytes`. A local folder writes each part at its offset in one file (no
+    minimum). `begin_parts` returns a handle that the caller stores and passes back.
+    """
+
+    min_part_bytes: int
+
+    async def begin_parts(self, key: str) -> str: ...
+
+    async def write_part(
+        self, key: str, handle: str, number: int, offset: int, data: bytes
+    ) -> StoredPart: ...
+
+    async def finish_parts(self, key: str, handle: str, parts: list[StoredPart]) -> None: ...
+
+    async def abort_parts(self, key: str, handle: str) -> None: ...
+
+    def local_file(self, key: str) -> Path | None:
+        """The object's own file when the storage is a local folder (read it in place), else None."""
+
+
 def check_key(key: str) -> str:
     """Return `key` if it is a safe relative object key, else raise Invalid (without echoing the key)."""
     if not isinstance(key, str) or not key:

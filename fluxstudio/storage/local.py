@@ -30,6 +30,7 @@ from typing import BinaryIO, Self, TypeVar
 from fluxstudio.errors import Conflict, Invalid, NotFound, Unavailable
 from fluxstudio.storage.base import (
     ObjectInfo,
+    StoredPart,
     check_folder,
     check_key,
     check_prefix,
@@ -136,9 +137,47 @@ class LocalStorage:
     def url(self, key: str) -> str | None:
         return public_url(self.public_base_url, key)
 
-    def local_path(self, key: str) -> Path:
-        """Where the object lives on disk, so a reader such as ffmpeg need not copy it (thumbnails)."""
+    # -- written in parts (PartWriter): one file, each part written at its offset ------------------
+
+    min_part_bytes = 0
+
+    async def begin_parts(self, key: str) -> str:
+        path = self._path(key)
+        await _in_thread(_create_empty, path)
+        return "local"
+
+    async def write_part(self, key: str, handle: str, number: int, offset: int, data: bytes) -> StoredPart:
+        """Write at `offset`: a part written again after a crash lands on the same bytes."""
+        path = self._path(key)
+        await _in_thread(_write_at, path, offset, data)
+        return StoredPart(number=number, size=len(data), etag="")
+
+    async def finish_parts(self, key: str, handle: str, parts: list[StoredPart]) -> None:
+        # Bytes past the last part (a write whose offset was never recorded) are cut off.
+        await _in_thread(os.truncate, self._path(key), sum(part.size for part in parts))
+
+    async def abort_parts(self, key: str, handle: str) -> None:
+        await _in_thread(self._path(key).unlink, True)
+
+    def local_file(self, key: str) -> Path | None:
+        """Where the object lives on disk, so a reader such as ffmpeg need not copy it (tus, thumbnails)."""
         return self._path(key)
+
+
+def _create_empty(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(exist_ok=True)
+
+
+def _write_at(path: Path, offset: int, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
+    finally:
+        os.close(fd)
 
 
 async def _in_thread(func: Callable[..., T], *args: object) -> T:

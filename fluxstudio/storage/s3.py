@@ -31,6 +31,7 @@ from fluxstudio.config import S3Settings
 from fluxstudio.errors import Invalid, NotFound, Unavailable
 from fluxstudio.storage.base import (
     ObjectInfo,
+    StoredPart,
     check_folder,
     check_key,
     check_prefix,
@@ -319,6 +320,51 @@ class S3Storage:
                 Params={"Bucket": self.bucket, "Key": self._full(key)},
                 ExpiresIn=max(1, int(expires_s)),
             )
+
+    # -- written in parts (PartWriter): an S3 multipart upload kept open across requests ------------
+
+    min_part_bytes = MIN_PART_SIZE
+
+    async def begin_parts(self, key: str) -> str:
+        full = self._full(key)
+        s3 = await self._client()
+        with self._errors("start an upload in parts"):
+            created = await s3.create_multipart_upload(
+                Bucket=self.bucket, Key=full, ContentType="application/octet-stream"
+            )
+        return created["UploadId"]
+
+    async def write_part(self, key: str, handle: str, number: int, offset: int, data: bytes) -> StoredPart:
+        if not 1 <= number <= MAX_PARTS:
+            raise Invalid(f"an S3 upload holds at most {MAX_PARTS} parts")
+        full = self._full(key)
+        s3 = await self._client()
+        with self._errors("store a part"):
+            response = await s3.upload_part(
+                Bucket=self.bucket, Key=full, UploadId=handle, PartNumber=number, Body=data
+            )
+        return StoredPart(number=number, size=len(data), etag=response["ETag"])
+
+    async def finish_parts(self, key: str, handle: str, parts: list[StoredPart]) -> None:
+        full = self._full(key)
+        s3 = await self._client()
+        listed = [{"PartNumber": p.number, "ETag": p.etag} for p in sorted(parts, key=lambda p: p.number)]
+        with self._errors("complete an upload in parts"):
+            await s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=handle, MultipartUpload={"Parts": listed}
+            )
+
+    async def abort_parts(self, key: str, handle: str) -> None:
+        full = self._full(key)
+        s3 = await self._client()
+        try:
+            with self._errors("abort an upload in parts"):
+                await s3.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=handle)
+        except NotFound:
+            pass  # already completed or aborted
+
+    def local_file(self, key: str) -> Path | None:
+        return None
 
 
 def _endpoint_host(endpoint_url: str | None) -> str:

@@ -33,7 +33,7 @@ from fluxstudio.log import get_logger
 from fluxstudio.media import MediaInfo, Tools, probe
 from fluxstudio.queue import Queue
 from fluxstudio.storage import Storage, headers_for
-from fluxstudio.studio import jobs
+from fluxstudio.studio import jobs, webhooks
 from fluxstudio.studio.media_urls import MediaUrls
 from fluxstudio.studio.models import Asset, RenditionOut
 from fluxstudio.studio.projects import OWNED_ASSETS, Db, get_project
@@ -63,7 +63,7 @@ _MIME = re.compile(r"^(audio|video)/[a-z0-9][a-z0-9.+-]{0,100}$")
 
 _FIELDS = (
     "id", "project_id", "filename", "content_type", "size_bytes", "source_key", "status", "media",
-    "playback_key", "created_at",
+    "playback_key", "created_at", "error",
     # playback (migration 0004)
     "playable", "poster_key", "storyboard_key", "mp4_key", "playback_policy",
 )  # fmt: skip
@@ -89,6 +89,7 @@ class AssetRecord:
     storyboard_key: str | None = None
     mp4_key: str | None = None
     playback_policy: str = "public"
+    error: dict[str, Any] | None = None
 
     def media_info(self) -> MediaInfo | None:
         """The full probe result, for planning a ladder; the row keeps every MediaInfo field."""
@@ -212,6 +213,47 @@ async def ingest(
     return _asset(_record(row), [], None)
 
 
+async def ingest_into(
+    pool: asyncpg.Pool,
+    storage: Storage,
+    tools: Tools,
+    asset_id: str,
+    upload: Path,
+    *,
+    content_type: str | None,
+    size: int,
+    max_bytes: int | None = None,
+) -> Asset | None:
+    """`ingest` for an asset row that already exists (`importing`, from a URL import): the same checks,
+    probe and key layout, then the row becomes `uploaded`. None if the asset went away meanwhile."""
+    row = await pool.fetchrow("SELECT filename FROM assets WHERE id = $1 AND status = 'importing'", asset_id)
+    if row is None:
+        return None
+    size = _checked_size(upload, size, max_bytes)
+    info = await probe(upload, tools)
+    ext = source_extension(row["filename"], info)
+    key = source_key(asset_id, ext)
+    try:
+        await storage.put_file(key, upload)
+        updated = await pool.fetchrow(
+            f"UPDATE assets SET status = 'uploaded', content_type = $2, size_bytes = $3, source_key = $4,"
+            f" media = $5::jsonb, error = NULL, updated_at = now() WHERE id = $1 AND status = 'importing'"
+            f" RETURNING {', '.join(_FIELDS)}",
+            asset_id,
+            _content_type(content_type, ext),
+            size,
+            key,
+            dataclasses.asdict(info),
+        )
+        if updated is None:
+            raise NotFound(f"no asset has the id {asset_id[:64]!r}")
+    except BaseException:
+        await _forget_objects(storage, [f"sources/{asset_id}/"], asset_id)
+        raise
+    log.info("asset_imported", asset_id=asset_id, size_bytes=size, source_key=key)
+    return _asset(_record(updated), [], None)
+
+
 async def asset_row(db: Db, user: User, asset_id: str) -> AssetRecord:
     """The user's asset with its private keys (for jobs and workers); NotFound for anyone else's."""
     row = await db.fetchrow(
@@ -254,12 +296,29 @@ async def delete_asset(
     folders = (f"sources/{asset_id}/", f"hls/{asset_id}/")
     for folder in folders:
         await storage.delete_prefix(folder)
-    await pool.execute(
-        "DELETE FROM assets a USING projects p WHERE a.id = $1 AND p.id = a.project_id AND p.user_id = $2",
-        asset_id,
-        user.id,
-    )
+    async with pool.acquire() as connection, connection.transaction():
+        data = await event_data(connection, asset_id)
+        deleted = await connection.fetchval(
+            "DELETE FROM assets a USING projects p WHERE a.id = $1 AND p.id = a.project_id AND p.user_id = $2"
+            " RETURNING true",
+            asset_id,
+            user.id,
+        )
+        if deleted:
+            await webhooks.record_event(connection, user.id, "asset.deleted", data)
     log.info("asset_deleted", asset_id=asset_id)
+
+
+async def event_data(db: Db, asset_id: str) -> dict[str, Any]:
+    """The asset as a webhook event carries it (no owner check: for the domain's own writers).
+
+    Playback URLs are null here: without a request the address of the API's own `/media` is unknown,
+    so a receiver reads them with `GET /assets/{id}`; `status`, `media` and `error` are all there.
+    """
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM assets a WHERE a.id = $1", asset_id)
+    if row is None:
+        raise NotFound(f"no asset has the id {asset_id[:64]!r}")
+    return _asset(_record(row), [], None).model_dump(mode="json")
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -347,4 +406,5 @@ def _asset(record: AssetRecord, renditions: list[asyncpg.Record], urls: MediaUrl
         playable=playable,
         playback_policy=record.playback_policy,  # type: ignore[arg-type]
         created_at=record.created_at,
+        error=record.error if record.status == "failed" else None,  # type: ignore[arg-type]
     )

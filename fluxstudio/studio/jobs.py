@@ -29,6 +29,7 @@ from fluxstudio.ids import new_id
 from fluxstudio.log import get_logger
 from fluxstudio.media import LadderOptions
 from fluxstudio.queue import Queue
+from fluxstudio.studio import webhooks
 from fluxstudio.studio.models import Job, JobError, JobOptions
 from fluxstudio.studio.users import User
 
@@ -207,6 +208,9 @@ async def cancel_job(pool: asyncpg.Pool, queue: Queue | None, user: User, job_id
         )
         if row is not None:
             await _settle_asset(connection, row["asset_id"])
+            await webhooks.record_event(
+                connection, user.id, "job.cancelled", job_from_row(row).model_dump(mode="json")
+            )
     if row is None:
         job = await get_job(pool, user, job_id)  # NotFound for someone else's job
         # "is already cancelled", "has already succeeded/failed"

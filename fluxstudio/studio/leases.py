@@ -17,6 +17,8 @@ from fluxstudio.errors import Conflict, Unavailable
 from fluxstudio.ids import new_id
 from fluxstudio.log import get_logger
 from fluxstudio.queue import Queue
+from fluxstudio.studio import webhooks
+from fluxstudio.studio.assets import event_data
 from fluxstudio.studio.jobs import JOB_COLUMNS, announce, job_from_row
 from fluxstudio.studio.models import Job, JobError, JobOptions
 
@@ -204,7 +206,12 @@ async def succeed(
         await connection.execute(
             "UPDATE jobs SET playable_at = coalesce(playable_at, now()) WHERE id = $1", job_id
         )
-    return job_from_row(row)
+        job = job_from_row(row)
+        # The outbox: these events commit, or vanish, with the result they report.
+        await webhooks.record_asset_event(connection, asset_id, "job.succeeded", job.model_dump(mode="json"))
+        ready = await event_data(connection, asset_id)
+        await webhooks.record_asset_event(connection, asset_id, "asset.ready", ready)
+    return job
 
 
 async def mark_playable(pool: asyncpg.Pool, job_id: str, attempt: int, playback_key: str) -> bool:
@@ -280,6 +287,7 @@ async def fail(
         )
         if row is not None and row["status"] == "failed":
             await _fail_asset(connection, row["asset_id"], error)
+            await _failed_events(connection, row)
     return None if row is None else job_from_row(row)
 
 
@@ -292,6 +300,16 @@ async def _fail_asset(connection: asyncpg.Connection, asset_id: str, error: JobE
         asset_id,
         error.model_dump(),
     )
+
+
+async def _failed_events(connection: asyncpg.Connection, row: asyncpg.Record) -> None:
+    """job.failed, and asset.failed when the asset failed with it (a ready asset stays ready)."""
+    asset_id = row["asset_id"]
+    job = job_from_row(row).model_dump(mode="json")
+    await webhooks.record_asset_event(connection, asset_id, "job.failed", job)
+    data = await event_data(connection, asset_id)
+    if data["status"] == "failed":
+        await webhooks.record_asset_event(connection, asset_id, "asset.failed", data)
 
 
 async def release(pool: asyncpg.Pool, job_id: str, attempt: int) -> Job | None:
@@ -337,6 +355,7 @@ async def reconcile(pool: asyncpg.Pool, queue: Queue | None, *, batch: int = 500
         for row in expired:
             if row["status"] == "failed":
                 await _fail_asset(connection, row["asset_id"], JobError(**row["error"]))
+                await _failed_events(connection, row)
     jobs = [job_from_row(row) for row in expired]
     for job in jobs:
         log.warning("job_lease_expired", job_id=job.id, status=job.status)

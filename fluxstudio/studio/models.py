@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AssetStatus = Literal["uploaded", "processing", "ready", "failed"]
+AssetStatus = Literal["uploaded", "processing", "ready", "failed", "importing"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 SegmentFormat = Literal["fmp4", "ts"]
 PlaybackPolicy = Literal["public", "signed"]
@@ -48,6 +48,13 @@ class RenditionOut(BaseModel):
     playlist_url: str | None  # null for a signed asset: its playlists need a token
 
 
+class JobError(BaseModel):
+    """Why a job, or an asset (`Asset.error`), failed: a stable code and a sentence for people."""
+
+    code: str
+    message: str
+
+
 class Asset(BaseModel):
     id: str
     project_id: str
@@ -65,6 +72,8 @@ class Asset(BaseModel):
     playable: bool = False
     playback_policy: PlaybackPolicy = "public"
     created_at: datetime
+    #: Why the asset is `failed` (an import that could not be fetched or read); null otherwise.
+    error: JobError | None = None
 
 
 class JobOptions(BaseModel):
@@ -88,11 +97,6 @@ class PlaybackToken(BaseModel):
     storyboard_url: str | None
     mp4_url: str | None
     expires_at: datetime
-
-
-class JobError(BaseModel):
-    code: str
-    message: str
 
 
 class Job(BaseModel):

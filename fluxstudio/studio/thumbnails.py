@@ -89,9 +89,9 @@ async def _read(storage: Storage, key: str) -> bytes:
 async def _local_source(held: Holds, key: str) -> Path:
     """A local path of the source: in place on local storage, else a per-process cached copy."""
     assert held.storage is not None
-    local_path = getattr(held.storage, "local_path", None)
-    if local_path is not None:
-        return local_path(key)
+    in_place = held.storage.local_file(key)
+    if in_place is not None:
+        return in_place
     cached = held.upload_dir / "sources" / key.replace("/", "_")
     if cached.is_file():
         return cached

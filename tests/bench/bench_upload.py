@@ -1,7 +1,11 @@
-"""API memory and throughput while streaming a large upload. Run by hand, not by pytest:
+"""API memory and throughput while streaming a large upload, and the same over tus. Run by hand:
 
     FLUXSTUDIO_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
-        python -m tests.bench.bench_upload [--gib 2] [--valid]
+        python -m tests.bench.bench_upload [--gib 2] [--valid] [--tus [--tus-chunk-mib N]]
+
+With --tus the same body is also sent to `/api/v1/tus` (one POST, then PATCHes of --tus-chunk-mib, by
+default one PATCH for the whole body as tus-js-client and tuspy send it), on the same server after the
+streamed upload, and the two are printed side by side with ratios (tus / streamed).
 
 A real API process (uvicorn serving create_app, as in the API tests) on a fresh migrated database; a raw
 `POST /api/v1/projects/{id}/assets` whose body is generated on the fly in 1 MiB chunks (the client never
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import shutil
 import tempfile
@@ -26,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -96,7 +102,88 @@ async def drop(admin_url: str, url: str) -> None:
     await connection.close()
 
 
-def run(gib: float, valid: bool, admin_url: str, redis_url: str) -> None:
+@dataclass
+class Measured:
+    status: int
+    code: str
+    baseline: int
+    peak: int
+    receive_s: float
+    total_s: float
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline
+
+
+def streamed(client: httpx.Client, project: str, total: int, head: bytes, sampler: RssSampler) -> Measured:
+    sent_at = 0.0
+
+    def timed() -> Iterator[bytes]:
+        nonlocal sent_at
+        yield from body(total, head)
+        sent_at = time.perf_counter()
+
+    baseline = sampler.rss()
+    sampler.peak = baseline
+    started = time.perf_counter()
+    response = client.post(f"/api/v1/projects/{project}/assets?filename=big.mp4", content=timed())
+    finished = time.perf_counter()
+    code = response.json().get("code", "") if response.status_code >= 400 else ""
+    return Measured(response.status_code, code, baseline, sampler.peak, sent_at - started, finished - started)
+
+
+def tus_upload(
+    client: httpx.Client, project: str, total: int, head: bytes, sampler: RssSampler, chunk: int | None
+) -> Measured:
+    tus = {"Tus-Resumable": "1.0.0"}
+    meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in
+                    (("project_id", project), ("filename", "big.mp4")))  # fmt: skip
+    baseline = sampler.rss()
+    sampler.peak = baseline
+    started = time.perf_counter()
+    created = client.post(
+        "/api/v1/tus", headers={**tus, "Upload-Length": str(total), "Upload-Metadata": meta}
+    )
+    url = created.headers["location"]
+    stream, offset, sent_at = body(total, head), 0, 0.0
+    pending = b""
+    response = created
+    while offset < total:
+        size = min(chunk or total, total - offset)
+
+        def part(size: int = size) -> Iterator[bytes]:
+            nonlocal pending, sent_at
+            left = size
+            while left:
+                piece = pending or next(stream)
+                pending = piece[left:]
+                yield piece[:left]
+                left -= len(piece[:left])
+            sent_at = time.perf_counter()
+
+        headers = {**tus, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
+                   "Content-Length": str(size)}  # fmt: skip
+        response = client.patch(url, headers=headers, content=part())
+        if response.status_code != 204:
+            break
+        offset += size
+    finished = time.perf_counter()
+    code = response.json().get("code", "") if response.status_code >= 400 else ""
+    return Measured(response.status_code, code, baseline, sampler.peak, sent_at - started, finished - started)
+
+
+def show(name: str, m: Measured, total: int) -> None:
+    rss = f"RSS idle {m.baseline / MIB:6.1f} MiB, peak {m.peak / MIB:6.1f} MiB"
+    rss += f", growth {m.growth / MIB:5.1f} MiB"
+    receive = f"receive {m.receive_s:5.1f} s = {total / MIB / m.receive_s:4.0f} MiB/s"
+    whole = f"total {m.total_s:5.1f} s = {total / MIB / m.total_s:4.0f} MiB/s"
+    print(f"{name:>9}: {m.status} {m.code:<16} {rss}; {receive}; {whole}")
+
+
+def run(
+    gib: float, valid: bool, admin_url: str, redis_url: str, tus: bool, tus_chunk_mib: int | None
+) -> None:
     total = int(gib * 1024**3)
     work = Path(tempfile.mkdtemp(prefix="fluxstudio-bench-upload-"))
     url, token = asyncio.run(prepare(admin_url))
@@ -119,32 +206,22 @@ def run(gib: float, valid: bool, admin_url: str, redis_url: str) -> None:
         with httpx.Client(base_url=server.url, headers=headers, timeout=600) as client:
             project = client.post("/api/v1/projects", json={"name": "bench"}).json()["id"]
             client.get("/api/v1/projects")  # warm: imports and first-request allocations are not the upload's
-            sampler = RssSampler(server.process.pid)
-            baseline = sampler.rss()
-            sent_at = 0.0
-
-            def timed() -> Iterator[bytes]:
-                nonlocal sent_at
-                yield from body(total, head)
-                sent_at = time.perf_counter()
-
-            with sampler:
-                started = time.perf_counter()
-                response = client.post(f"/api/v1/projects/{project}/assets?filename=big.mp4", content=timed())
-                finished = time.perf_counter()
-        receive_s, total_s = sent_at - started, finished - started
+            client.options("/api/v1/tus")
+            with RssSampler(server.process.pid) as sampler:
+                plain = streamed(client, project, total, head, sampler)
+                chunk = tus_chunk_mib * MIB if tus_chunk_mib else None
+                resumable = tus_upload(client, project, total, head, sampler, chunk) if tus else None
         print(f"body: {total / MIB:.0f} MiB ({'faststart MP4 + padding' if valid else 'not media'})")
-        code = response.json().get("code", "") if response.status_code >= 400 else ""
-        print(f"answer: {response.status_code} {code}")
-        print(
-            f"API RSS: idle {baseline / MIB:.1f} MiB, peak {sampler.peak / MIB:.1f} MiB, "
-            f"growth {(sampler.peak - baseline) / MIB:.1f} MiB (target <= 50)"
-        )
-        steps = "probe and store" if valid else "probe"
-        print(
-            f"receive: {receive_s:.1f} s = {total / MIB / receive_s:.0f} MiB/s; "
-            f"total with {steps}: {total_s:.1f} s = {total / MIB / total_s:.0f} MiB/s"
-        )
+        show("streamed", plain, total)
+        if resumable is not None:
+            show("tus", resumable, total)
+            tus_mib, plain_mib = resumable.growth / MIB, plain.growth / MIB
+            patch = f"{tus_chunk_mib} MiB" if tus_chunk_mib else "whole body"
+            print(
+                f"tus / streamed: RSS peak {resumable.peak / plain.peak:.2f}x (growth {tus_mib:.1f} vs"
+                f" {plain_mib:.1f} MiB), receive throughput {plain.receive_s / resumable.receive_s:.2f}x,"
+                f" total throughput {plain.total_s / resumable.total_s:.2f}x (PATCH size: {patch})"
+            )
     finally:
         server.stop()
         asyncio.run(drop(admin_url, url))
@@ -155,12 +232,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gib", type=float, default=2.0)
     parser.add_argument("--valid", action="store_true", help="a readable MP4 head, so the upload is accepted")
+    parser.add_argument("--tus", action="store_true", help="also upload the same body over tus, side by side")
+    parser.add_argument("--tus-chunk-mib", type=int, default=None, help="PATCH size (default: one PATCH)")
     parser.add_argument(
         "--redis-url", default=os.environ.get("FLUXSTUDIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     args = parser.parse_args()
     admin = os.environ.get("FLUXSTUDIO_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    run(args.gib, args.valid, admin, args.redis_url)
+    run(args.gib, args.valid, admin, args.redis_url, args.tus, args.tus_chunk_mib)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ class Limits:
     #: CPU seconds a reporting child (ffmpeg with -progress) may burn without printing a line. ffmpeg
     #: reports every 0.5 s while it works through the input; one that computes in silence is turning one
     #: input frame into thousands (two frames hours apart, under a constant output rate): bad media.
-    silent_cpu_s: float = 10.0
+    #: Not less: at the end of the input ffmpeg 5.1 flushes every encoder's lookahead without reporting,
+    #: a few CPU seconds for a 1080p ladder at `veryfast`, several times that at `slower`.
+    silent_cpu_s: float = 30.0
 
 
 DEFAULT_LIMITS = Limits()

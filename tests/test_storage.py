@@ -141,7 +141,7 @@ async def test_stat_reports_size_type_cache_policy_and_etag(storage: Storage) ->
     assert info.key == "hls/j1/720p/playlist.m3u8"
     assert info.size == 8
     assert info.content_type == "application/vnd.apple.mpegurl"
-    assert info.cache_control == "public, max-age=31536000, immutable"
+    assert info.cache_control == "public, max-age=1"  # a media playlist grows while its job runs
     assert info.etag.startswith('"') and len(info.etag) > 2
     assert info.modified.tzinfo is not None
 

@@ -24,13 +24,13 @@ from starlette.types import ASGIApp
 from fluxstudio import __version__
 from fluxstudio.api.middleware import RequestContext
 from fluxstudio.api.openapi import build_openapi
-from fluxstudio.api.platform import Platform, open_platform
 from fluxstudio.api.problems import EXCEPTION_HANDLERS
 from fluxstudio.api.routes import API_OPERATIONS, SERVICE_OPERATIONS
 from fluxstudio.api.routing import build_routes
 from fluxstudio.collab import collab_surface
 from fluxstudio.config import Settings
 from fluxstudio.mcp import mcp_surface
+from fluxstudio.runtime.platform import Platform, open_platform
 
 SurfaceLifespan = Callable[[Platform], AbstractAsyncContextManager[object]]
 Surface = Callable[[Settings], tuple[Sequence[BaseRoute], Sequence[SurfaceLifespan]]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import structlog
 from starlette.requests import Request
 
-from fluxstudio.api.platform import platform_of
+from fluxstudio.api.context import platform_of
 from fluxstudio.api.problems import Unauthenticated
 from fluxstudio.errors import NotFound
 from fluxstudio.studio.tokens import authenticate

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fluxstudio.api.auth import require_user
-from fluxstudio.api.platform import platform_of
+from fluxstudio.api.context import platform_of
 from fluxstudio.api.problems import DATABASE_DOWN
 from fluxstudio.errors import FluxError, Unavailable
 from fluxstudio.log import get_logger

@@ -17,7 +17,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from fluxstudio.api.platform import platform_of
+from fluxstudio.api.context import platform_of
 from fluxstudio.api.problems import problem
 from fluxstudio.errors import Invalid, NotFound
 from fluxstudio.storage import ObjectInfo, check_key

@@ -4,8 +4,10 @@
     ├── NotFound        the object does not exist, or belongs to someone else
     ├── Conflict        the object is in a state that forbids the operation
     ├── Invalid         the caller's input is wrong; retrying the same input cannot help
+    │   ├── InvalidField    ... and it is one named field (the 422 names it)
     │   ├── EmptyUpload     an upload with no bytes
     │   └── TooLarge        an upload over the configured limit
+    ├── Forbidden       the caller sees the object but may not do this to it (not its author)
     ├── Gone            a one-use capability that was used or has expired
     ├── Unavailable     a dependency (PostgreSQL, Redis, storage) failed; retrying may help
     └── MediaError      ffmpeg could not do the work; carries its exit code and stderr tail
@@ -39,12 +41,25 @@ class Invalid(FluxError):
     code = "invalid"
 
 
+class InvalidField(Invalid):
+    """One named field of the input is wrong: surfaces name it (`errors[].loc` in a 422)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
 class EmptyUpload(Invalid):
     code = "empty_upload"
 
 
 class TooLarge(Invalid):
     code = "too_large"
+
+
+class Forbidden(FluxError):
+    code = "forbidden"
 
 
 class Gone(FluxError):

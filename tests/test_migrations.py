@@ -32,6 +32,9 @@ TABLES = {
     "collab_updates",
     "collab_snapshots",
     "upload_capabilities",
+    "comments",
+    "web_sessions",
+    "signin_codes",
 }
 
 
@@ -46,7 +49,7 @@ async def _tables(dsn: str) -> set[str]:
 
 def test_scripts_are_found_in_the_checkout() -> None:
     assert script_location() == REPO / "alembic"
-    assert head_revision() == "0002"
+    assert head_revision() == "0006"
 
 
 async def test_upgrade_downgrade_and_upgrade_again(create_database: Callable[[], str]) -> None:

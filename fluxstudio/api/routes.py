@@ -8,7 +8,18 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from fluxstudio.api import assets, collab_tokens, events, health, jobs, media, projects, uploads
+from fluxstudio.api import (
+    assets,
+    collab_tokens,
+    comments,
+    events,
+    health,
+    jobs,
+    media,
+    projects,
+    sessions,
+    uploads,
+)
 from fluxstudio.api.routing import Operation, Param
 from fluxstudio.api.schemas import (
     AssetList,
@@ -83,6 +94,29 @@ API_OPERATIONS: tuple[Operation, ...] = (
               "Create a short-lived token that opens one collaboration room", status=201,
               response=collab_tokens.RoomToken, body=collab_tokens.RoomTokenCreate, errors=(404, 422),
               tag="collab"),
+    Operation("GET", f"{V1}/assets/{{asset_id}}/comments", comments.list_comments,
+              "List an asset's comments, replies included, by time", response=comments.CommentList,
+              errors=(404,), tag="comments"),
+    Operation("POST", f"{V1}/assets/{{asset_id}}/comments", comments.create_comment,
+              "Comment on a moment or a range of an asset, or reply", status=201,
+              response=comments.Comment, body=comments.CommentCreate, errors=(404, 422), tag="comments"),
+    Operation("PATCH", f"{V1}/comments/{{comment_id}}", comments.update_comment,
+              "Edit a comment's text (its author only) or resolve it", response=comments.Comment,
+              body=comments.CommentUpdate, errors=(403, 404, 422), tag="comments"),
+    Operation("DELETE", f"{V1}/comments/{{comment_id}}", comments.delete_comment,
+              "Delete a comment and its replies (its author only)", status=204, errors=(403, 404),
+              tag="comments"),
+    Operation("GET", f"{V1}/assets/{{asset_id}}/events", events.asset_events_stream,
+              "Follow an asset (Server-Sent Events: asset, comment, progress)",
+              response_media="text/event-stream", errors=(404,), tag="comments"),
+    Operation("POST", f"{V1}/session", sessions.create_session,
+              "Sign the console in (an API token or a one-time code); sets an HttpOnly session cookie",
+              status=201, response=sessions.SessionOut, body=sessions.SessionCreate, auth=False,
+              errors=(401, 403, 410, 422), tag="console"),
+    Operation("GET", f"{V1}/session", sessions.get_session, "The console's signed-in user and CSRF token",
+              response=sessions.SessionOut, tag="console"),
+    Operation("DELETE", f"{V1}/session", sessions.delete_session, "Sign the console out", status=204,
+              errors=(403,), tag="console"),
 )
 
 

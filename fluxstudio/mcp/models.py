@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from fluxstudio.studio.comments import Comment
 from fluxstudio.studio.models import Asset, Project, RenditionOut
 
 
@@ -38,3 +39,7 @@ class Playback(BaseModel):
     asset_id: str
     playback_url: str
     renditions: list[RenditionOut]
+
+
+class CommentList(BaseModel):
+    items: list[Comment]

@@ -28,7 +28,7 @@ from fluxstudio.embedded import EmbeddedServices
 from fluxstudio.errors import NotFound
 from fluxstudio.log import get_logger
 from fluxstudio.media.guards import parent_death_preexec
-from fluxstudio.studio import tokens
+from fluxstudio.studio import sessions, tokens
 
 log = get_logger()
 WORKER_STOP_GRACE_S = 20.0
@@ -64,7 +64,7 @@ async def _platform(settings: Settings, env: dict[str, str], options: UpOptions,
     from fluxstudio.app import create_app
 
     url = f"http://{'127.0.0.1' if options.host in ('0.0.0.0', '::') else options.host}:{options.port}"
-    token = await _dev_token(settings, url)
+    token, signin = await _dev_token(settings, url)
     server = _Server(
         uvicorn.Config(
             create_app(settings),
@@ -90,6 +90,7 @@ async def _platform(settings: Settings, env: dict[str, str], options: UpOptions,
     console.print(f"development token (also in {settings.home / 'dev.json'}):")
     print(token, flush=True)
     console.print(f"try: curl -H 'Authorization: Bearer {token[:6]}…' {url}/api/v1/projects   (Ctrl-C stops)")
+    console.print(f"console: open [bold]{url}/signin?code={signin}[/bold]  (works once, for 10 minutes)")
     demo = asyncio.create_task(_demo(settings, url, token, console)) if options.demo else None
     try:
         await serving  # returns when uvicorn got SIGINT/SIGTERM
@@ -117,24 +118,26 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-async def _dev_token(settings: Settings, url: str) -> str:
-    """Reuse the saved development token while it is valid, else make a new one; saved 0600 in dev.json."""
+async def _dev_token(settings: Settings, url: str) -> tuple[str, str]:
+    """Reuse the saved development token while it is valid, else make a new one; saved 0600 in dev.json.
+    Also a one-time sign-in code for the console, for the link `up` prints (only its hash is stored)."""
     assert settings.database_url is not None
     path = settings.home / "dev.json"
     pool = await create_pool(settings.database_url.get(), min_size=1, max_size=2)
     try:
+        signin = await sessions.create_signin_code(pool)
         if path.is_file():
             saved = json.loads(path.read_text())
             with contextlib.suppress(NotFound, KeyError):
                 await tokens.authenticate(pool, saved["token"])
                 token = saved["token"]
                 _save_dev(path, url, token)
-                return token
+                return token, signin
         _, token = await tokens.create_token(pool, "fluxstudio up")
     finally:
         await pool.close()
     _save_dev(path, url, token)
-    return token
+    return token, signin
 
 
 def _save_dev(path: Path, url: str, token: str) -> None:

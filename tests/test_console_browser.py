@@ -278,7 +278,7 @@ async def test_review_in_the_browser(
             await page.locator(".review").screenshot(path=shot("asset-view-small"), scale="css")
             print(f"comment to second browser {live_s:.3f} s; MCP add_comment to page {agent_s:.3f} s")
 
-        await page.get_by_role("link", name="Projects").first.click()
+        await page.get_by_role("link", name="Projects", exact=True).click()
         await expect(page.get_by_role("heading", name="Projects")).to_be_visible()
         await page.screenshot(path=shot("projects"))
 

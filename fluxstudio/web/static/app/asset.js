@@ -22,6 +22,7 @@ export function AssetView({ assetId, session }) {
   const [tool, setTool] = useState('arrow')
   const [colour, setColour] = useState(COLOURS[0])
   const [selected, setSelected] = useState(null)
+  const [projectName, setProjectName] = useState(null)
   const videoRef = useRef(null)
   const presence = useRef(null)
   const me = useMemo(() => {
@@ -51,6 +52,7 @@ export function AssetView({ assetId, session }) {
         const [found, listed] = await Promise.all([api(`/assets/${assetId}`), api(`/assets/${assetId}/comments`)])
         if (closed) return
         setAsset((now) => now || found)
+        api(`/projects/${found.project_id}`).then((p) => setProjectName(p.name)).catch(() => {})
         setComments((now) => {
           const ids = new Set(now.map((c) => c.id))
           return [...now, ...listed.items.filter((c) => !ids.has(c.id))].sort(byTime)
@@ -116,8 +118,8 @@ export function AssetView({ assetId, session }) {
     <div class="review-main">
       <div class="page-head slim">
         <div>
-          <nav class="crumbs" aria-label="Breadcrumb"><${Link} href="/">Projects<//> <span aria-hidden="true">/</span>
-            <${Link} href=${`/projects/${asset.project_id}`}>Project<//> <span aria-hidden="true">/</span></nav>
+          <nav class="crumbs" aria-label="Breadcrumb"><${Link} href="/">Projects<//><span class="sep" aria-hidden="true">/</span
+            ><${Link} href=${`/projects/${asset.project_id}`}>${projectName || 'Project'}<//></nav>
           <h1 id="asset-title">${asset.filename}</h1>
         </div>
         <${Presence} peers=${peers} fps=${fps} me=${me} />

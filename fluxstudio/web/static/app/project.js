@@ -98,7 +98,7 @@ export function ProjectView({ projectId }) {
       onDrop=${onDrop}>
     <div class="page-head">
       <div>
-        <nav class="crumbs" aria-label="Breadcrumb"><${Link} href="/">Projects<//> <span aria-hidden="true">/</span></nav>
+        <nav class="crumbs" aria-label="Breadcrumb"><${Link} href="/">Projects<//><span class="sep" aria-hidden="true">/</span></nav>
         <h1 id="project-title">${project ? project.name : 'Project'}</h1>
       </div>
       <div>

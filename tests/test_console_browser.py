@@ -204,7 +204,9 @@ async def test_review_in_the_browser(
         video = page.locator("video")
         await page.wait_for_function("() => document.querySelector('video').readyState >= 2", timeout=30_000)
         await page.keyboard.press("Space")
-        await page.wait_for_function("() => document.querySelector('video').currentTime > 1.0", timeout=20_000)
+        await page.wait_for_function(
+            "() => document.querySelector('video').currentTime > 1.0", timeout=20_000
+        )
         await page.keyboard.press("k")
         await page.wait_for_function("() => document.querySelector('video').paused")
         playhead = await video.evaluate("v => v.currentTime")
@@ -306,5 +308,55 @@ async def test_static_files_are_gzipped_and_cached_for_good(api: ApiServer) -> N
         stale = await client.get(main.replace(main.split("/")[2], "0" * 16))
         assert stale.headers["cache-control"] == "no-cache"  # another release's URL is never pinned
         assert (await client.get("/static/x/app/nothing.js")).status_code == 404
-        for path in ("/projects/prj_x", "/assets/ast_x", "/signin"):
+        for path in ("/projects/prj_x", "/signin"):
             assert (await client.get(path)).text == page.text
+        review = (await client.get("/assets/ast_x")).text
+        preloads = [part.split('"')[1] for part in review.split('rel="modulepreload" href=')[1:]]
+        plain = [part.split('"')[1] for part in page.text.split('rel="modulepreload" href=')[1:]]
+        assert any("hls.js@" in url for url in preloads) and not any("hls.js@" in url for url in plain)
+        for url in preloads:  # every preload names a file that is served
+            assert (await client.get(url)).status_code == 200, url
+
+
+STORYBOARD = """WEBVTT
+
+00:00:00.000 --> 00:00:02.000
+sprites/board-0.jpg#xywh=0,0,160,90
+
+00:00:02.000 --> 00:01:04.500
+sprites/board-0.jpg#xywh=160,0,160,90
+"""
+
+
+async def test_storyboard_cues_are_read_from_webvtt_in_the_browser(browser: Browser, api: ApiServer) -> None:
+    context = await browser.new_context(base_url=api.url)
+    page = await context.new_page()
+    await page.goto("/")
+    player = await page.evaluate(
+        "() => document.querySelector('script[type=module]').src.replace('main.js', 'player.js')"
+    )
+    cues = await page.evaluate(
+        "async ([url, text]) => (await import(url)).parseStoryboard(text, 'https://cdn.example/hls/a/storyboard.vtt')",
+        [player, STORYBOARD],
+    )
+    await context.close()
+    assert cues == [
+        {
+            "start": 0,
+            "end": 2,
+            "url": "https://cdn.example/hls/a/sprites/board-0.jpg",
+            "x": 0,
+            "y": 0,
+            "w": 160,
+            "h": 90,
+        },
+        {
+            "start": 2,
+            "end": 64.5,
+            "url": "https://cdn.example/hls/a/sprites/board-0.jpg",
+            "x": 160,
+            "y": 0,
+            "w": 160,
+            "h": 90,
+        },
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Awaitable, Callable
 from html import escape
 from importlib import resources
 from string import Template
@@ -22,27 +23,32 @@ from starlette.routing import BaseRoute, Route
 from fluxstudio.config import Settings
 from fluxstudio.web.assets import StaticTree
 
+Endpoint = Callable[[Request], Awaitable[Response]]
 IMMUTABLE = "public, max-age=31536000, immutable"
-#: The modules the first view needs, preloaded in parallel rather than discovered import by import.
-PRELOAD = ("app/main.js", "app/api.js", "app/ui.js", "vendor/preact@10.29.8/dist/preact.module.js",
-           "vendor/preact@10.29.8/hooks/dist/hooks.module.js", "vendor/htm@3.1.1/preact/index.module.js",
-           "vendor/htm@3.1.1/dist/htm.module.js")  # fmt: skip
+#: The modules every view needs, preloaded in parallel rather than discovered import by import.
+PRELOAD = ("app/main.js", "app/api.js", "app/ui.js", "app/signin.js", "app/projects.js", "app/project.js",
+           "preact", "preact/hooks", "htm/preact", "htm")  # fmt: skip
+#: What the review view adds (it is loaded on demand elsewhere): the player and hls.js first of all.
+PRELOAD_REVIEW = ("app/asset.js", "app/player.js", "app/draw.js", "app/presence.js", "hls.js")
 #: Console paths, all answered with the page.
-PAGES = ("/", "/signin", "/projects/{project_id}", "/assets/{asset_id}")
+PAGES = ("/", "/signin", "/projects/{project_id}")
+REVIEW = "/assets/{asset_id}"
 
 
 def routes(tree: StaticTree, settings: Settings) -> list[BaseRoute]:
-    page = _render_page(tree)
     csp = _policy(tree, settings)
+    headers = {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+    }
 
-    async def console(request: Request) -> Response:
-        headers = {
-            "Cache-Control": "no-cache",
-            "Content-Security-Policy": csp,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "same-origin",
-        }
-        return HTMLResponse(page, headers=headers)
+    def page(html: str) -> Endpoint:
+        async def console(request: Request) -> Response:
+            return HTMLResponse(html, headers=headers)
+
+        return console
 
     async def static(request: Request) -> Response:
         name = request.path_params["path"]
@@ -57,15 +63,19 @@ def routes(tree: StaticTree, settings: Settings) -> list[BaseRoute]:
             headers["Content-Encoding"] = "gzip"
         return Response(body, media_type=found.media_type, headers=headers)
 
+    plain, review = page(_render_page(tree, PRELOAD)), page(_render_page(tree, PRELOAD + PRELOAD_REVIEW))
     return [
-        *(Route(path, console, methods=["GET", "HEAD"]) for path in PAGES),
+        *(Route(path, plain, methods=["GET", "HEAD"]) for path in PAGES),
+        Route(REVIEW, review, methods=["GET", "HEAD"]),
         Route("/static/{version}/{path:path}", static, methods=["GET", "HEAD"]),
     ]
 
 
-def _render_page(tree: StaticTree) -> str:
+def _render_page(tree: StaticTree, modules: tuple[str, ...]) -> str:
+    """The page, preloading `modules` (paths under the tree, or bare names the import map resolves)."""
     template = Template((resources.files("fluxstudio.web") / "static" / "index.html").read_text())
-    preload = "\n".join(f'  <link rel="modulepreload" href="{escape(tree.url(name))}">' for name in PRELOAD)
+    urls = [tree.url(tree.imports.get(name, name)) for name in modules]
+    preload = "\n".join(f'  <link rel="modulepreload" href="{escape(url)}">' for url in urls)
     return template.substitute(
         import_map=tree.import_map(),
         stylesheet=escape(tree.url("app/app.css")),

@@ -174,7 +174,9 @@ async def test_review_in_the_browser(
 ) -> None:
     from tests.fixtures.media import make_clip_in
 
-    user: ApiUser = await make_user("review")
+    # A person with a readable name: these screenshots end up in the README.
+    _, token = await create_token(pool, "console", email="maya@studio.example")
+    user = ApiUser("maya@studio.example", token, (await make_user("review")).server)
     long_clip = make_clip_in(tmp_path, "dailies", size="1280x720", duration=12.0)
     short_clip = make_clip_in(tmp_path, "insert", size="320x240", duration=2.0)
     async with signed_in(browser, user) as (_, page):

@@ -302,7 +302,7 @@ function CommentItem({ comment, fps, me, selected, current, onSeek, onChange, on
       data-comment-id=${comment.id}>
     <${Byline} comment=${comment} fps=${fps} onSeek=${onSeek} />
     <p class="text">${comment.text}</p>
-    ${comment.annotation && html`<p class="small muted">✎ ${comment.annotation.shapes.length} shape drawing</p>`}
+    ${comment.annotation && html`<p class="small muted">✎ Drawing, ${comment.annotation.shapes.length} shape${comment.annotation.shapes.length === 1 ? '' : 's'}</p>`}
     <div class="actions">
       <button type="button" class="quiet" onClick=${() => setReplying(!replying)} aria-expanded=${replying}>Reply</button>
       <button type="button" class="quiet" onClick=${() => act(() => api(`/comments/${comment.id}`, { method: 'PATCH', body: { resolved: !comment.resolved } }))}>

@@ -90,7 +90,8 @@ async def _platform(settings: Settings, env: dict[str, str], options: UpOptions,
     console.print(f"development token (also in {settings.home / 'dev.json'}):")
     print(token, flush=True)
     console.print(f"try: curl -H 'Authorization: Bearer {token[:6]}…' {url}/api/v1/projects   (Ctrl-C stops)")
-    console.print(f"console: open [bold]{url}/signin?code={signin}[/bold]  (works once, for 10 minutes)")
+    # soft_wrap: a link cut in two by the console's width could not be clicked or pasted.
+    console.print(f"console: open {url}/signin?code={signin}  (works once, for 10 minutes)", soft_wrap=True)
     demo = asyncio.create_task(_demo(settings, url, token, console)) if options.demo else None
     try:
         await serving  # returns when uvicorn got SIGINT/SIGTERM

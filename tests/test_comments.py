@@ -136,16 +136,16 @@ async def test_comment_events_fan_out_across_two_replicas(
                     )
                 ).json()
                 for stream in (here, there):
-                    name, data = await asyncio.wait_for(anext(stream), 2)
+                    name, data = await asyncio.wait_for(anext(stream), 10)
                     assert name == "comment" and data["op"] == "created"
                     assert data["comment"] == made
                 await one.patch(f"/api/v1/comments/{made['id']}", json={"resolved": True})
                 for stream in (here, there):
-                    name, data = await asyncio.wait_for(anext(stream), 2)
+                    name, data = await asyncio.wait_for(anext(stream), 10)
                     assert (name, data["op"], data["comment"]["resolved"]) == ("comment", "updated", True)
                 await one.delete(f"/api/v1/comments/{made['id']}")
                 for stream in (here, there):
-                    name, data = await asyncio.wait_for(anext(stream), 2)
+                    name, data = await asyncio.wait_for(anext(stream), 10)
                     assert (name, data["op"]) == ("comment", "deleted")
                     assert data["comment"] == {"id": made["id"], "asset_id": asset}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -59,6 +60,14 @@ async def signed_in(browser: Browser, user: ApiUser, **options) -> AsyncIterator
         yield context, page
     finally:
         await context.close()
+
+
+def within(seconds: float) -> float:
+    """A Playwright timeout (ms) for what the product promises within `seconds` on an idle machine, scaled
+    by the load per core: the machine is shared, and a test must not fail because others are busy. The
+    figures themselves are measured by tests/bench/bench_console.py and printed below."""
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return seconds * max(1.0, load) * 1000
 
 
 def shot(name: str) -> Path:
@@ -240,7 +249,7 @@ async def test_review_in_the_browser(
             await expect(mine).to_be_visible()
             started = time.monotonic()
             theirs = other.locator(".comment", has_text="The logo pops in a frame early")
-            await expect(theirs).to_be_visible(timeout=2_000)
+            await expect(theirs).to_be_visible(timeout=within(2))
             live_s = time.monotonic() - started
             async with user.client() as client:
                 asset_id = page.url.rsplit("/", 1)[1]
@@ -261,16 +270,17 @@ async def test_review_in_the_browser(
             await mine.get_by_role("button", name="Reply").click()
             await mine.get_by_label("Reply to").fill("Fixed in v2")
             await mine.get_by_role("button", name="Reply", exact=True).last.click()
-            await expect(theirs.locator(".reply", has_text="Fixed in v2")).to_be_visible(timeout=2_000)
+            await expect(theirs.locator(".reply", has_text="Fixed in v2")).to_be_visible(timeout=within(2))
 
             # An agent comments through MCP: on the page in under a second.
             _, agent_token = await create_token(pool, "review-bot", email=user.email)
             async with connect(user.server.url, agent_token) as agent:
+                sent = time.monotonic()  # from the call, so the tool's own time counts too
                 await call(
                     agent, "add_comment", asset_id=asset_id, time_s=2.0, text="Audio peaks at -0.1 dBFS here"
                 )
-                sent = time.monotonic()
-                await expect(page.locator(".comment", has_text="Audio peaks")).to_be_visible(timeout=1_000)
+                arrived = page.locator(".comment", has_text="Audio peaks")
+                await expect(arrived).to_be_visible(timeout=within(1) - (time.monotonic() - sent) * 1000)
                 agent_s = time.monotonic() - sent
             await expect(
                 page.locator(".comment", has_text="Audio peaks").locator(".badge.agent")

@@ -85,3 +85,16 @@ def test_the_wheel_carries_the_console(tmp_path: Path) -> None:
     assert "fluxstudio/web/static/app/main.js" in names
     for name in LOCKED["files"]:
         assert f"fluxstudio/web/static/vendor/{name}" in names
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
+def test_no_console_file_is_ignored_by_git() -> None:
+    """A vendored file that .gitignore swallows (a `dist/` folder, say) works here and is missing from
+    every clone; git must be able to see all of them."""
+    files = [str(p.relative_to(REPO)) for p in STATIC.rglob("*") if p.is_file()] + [
+        str(LOCK.relative_to(REPO))
+    ]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *files], cwd=REPO, capture_output=True, text=True
+    )
+    assert ignored.stdout == "", f"ignored by .gitignore: {ignored.stdout}"

@@ -178,6 +178,7 @@ async def _drop_files(page: Page, files: list[Path]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 async def test_review_in_the_browser(
     browser: Browser, make_user, pool, api_env, start_worker, tmp_path: Path
 ) -> None:
@@ -205,7 +206,8 @@ async def test_review_in_the_browser(
         await expect(cards).to_have_count(2, timeout=30_000)
         await expect(page.locator(".badge.queued")).to_have_count(2, timeout=15_000)
         start_worker(api_env)
-        await expect(page.locator(".badge.ready")).to_have_count(2, timeout=120_000)
+        # One worker transcodes both (the default ladder): minutes when the machine is crowded.
+        await expect(page.locator(".badge.ready")).to_have_count(2, timeout=min(within(120), 600_000))
         assert await page.evaluate("window.seenProgress") > 0  # live progress was shown on the way
         await page.screenshot(path=shot("grid"))
 

@@ -41,6 +41,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
+    # Playwright waits 5 s by default; pages load slower on a crowded machine, and waiting costs nothing.
+    expect.set_options(timeout=min(within(5), 60_000))
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield launched

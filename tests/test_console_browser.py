@@ -207,6 +207,7 @@ async def test_review_in_the_browser(
         cards = page.locator(".asset-card")
         await expect(cards).to_have_count(2, timeout=30_000)
         await expect(page.locator(".badge.queued")).to_have_count(2, timeout=15_000)
+        await page.screenshot(path=shot("grid-queued"))
         start_worker(api_env)
         # One worker transcodes both (the default ladder): minutes when the machine is crowded.
         await expect(page.locator(".badge.ready")).to_have_count(2, timeout=min(within(120), 600_000))

@@ -104,6 +104,7 @@ export function ProjectView({ projectId }) {
       <div>
         <input ref=${picker} id="files" type="file" multiple accept="video/*,audio/*" class="visually-hidden"
           onChange=${(e) => { addFiles(e.currentTarget.files); e.currentTarget.value = '' }} />
+        <span class="small muted drop-note">or drop files anywhere here</span>
         <button type="button" class="primary" onClick=${() => picker.current.click()}>Upload files</button>
       </div>
     </div>

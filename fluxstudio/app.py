@@ -1,5 +1,5 @@
 """The app factory: one Starlette app serving `/api/v1`, `/healthz`, `/readyz`, `/metrics`,
-`/openapi.json` and `/media`, with the surfaces (`/mcp`, `/collab`) beside them.
+`/openapi.json` and `/media`, with the surfaces (`/mcp`, `/collab`, the console at `/`) beside them.
 
     app = create_app(settings)                               # what `fluxstudio serve` runs
     app = create_app(settings, mounts={"/x": asgi_app})      # tests mount an extra app here
@@ -26,19 +26,20 @@ from fluxstudio import __version__
 from fluxstudio.api.cors import ApiCors
 from fluxstudio.api.middleware import RequestContext
 from fluxstudio.api.openapi import build_openapi
-from fluxstudio.api.platform import Platform, open_platform
 from fluxstudio.api.problems import EXCEPTION_HANDLERS
 from fluxstudio.api.routes import API_OPERATIONS, SERVICE_OPERATIONS
 from fluxstudio.api.routing import build_routes
 from fluxstudio.collab import collab_surface
 from fluxstudio.config import Settings
 from fluxstudio.mcp import mcp_surface
+from fluxstudio.runtime.platform import Platform, open_platform
+from fluxstudio.web import web_surface
 
 SurfaceLifespan = Callable[[Platform], AbstractAsyncContextManager[object]]
 Surface = Callable[[Settings], tuple[Sequence[BaseRoute], Sequence[SurfaceLifespan]]]
 
 #: Surfaces every app serves beside the REST API: `surface(settings) -> (routes, lifespans)`.
-SURFACES: tuple[Surface, ...] = (mcp_surface, collab_surface)
+SURFACES: tuple[Surface, ...] = (mcp_surface, collab_surface, web_surface)
 
 
 def create_app(

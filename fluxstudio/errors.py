@@ -4,9 +4,11 @@
     ├── NotFound        the object does not exist, or belongs to someone else
     ├── Conflict        the object is in a state that forbids the operation
     ├── Invalid         the caller's input is wrong; retrying the same input cannot help
+    │   ├── InvalidField    ... and it is one named field (the 422 names it)
     │   ├── EmptyUpload     an upload with no bytes
     │   ├── TooLarge        an upload over the configured limit
     │   └── RefusedUrl      a URL to fetch or call that the outbound rules refuse (scheme, address)
+    ├── Forbidden       not the author, or a signed playback token missing, altered or expired
     ├── Gone            a one-use capability that was used or has expired
     ├── Unavailable     a dependency (PostgreSQL, Redis, storage) failed; retrying may help
     └── MediaError      ffmpeg could not do the work; carries its exit code and stderr tail
@@ -40,11 +42,13 @@ class Invalid(FluxError):
     code = "invalid"
 
 
-class Forbidden(FluxError):
-    """A capability (a signed playback token) that is missing, altered or expired. Never for another
-    user's object: that is NotFound."""
+class InvalidField(Invalid):
+    """One named field of the input is wrong: surfaces name it (`errors[].loc` in a 422)."""
 
-    code = "forbidden"
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
 
 
 class EmptyUpload(Invalid):
@@ -59,6 +63,13 @@ class RefusedUrl(Invalid):
     """A URL that the outbound rules refuse: not http(s), or a non-public address (an SSRF attempt)."""
 
     code = "url_refused"
+
+
+class Forbidden(FluxError):
+    """The caller may not do this: not the object's author (a comment), or a signed playback token that
+    is missing, altered or expired. Never for another user's object: that is NotFound."""
+
+    code = "forbidden"
 
 
 class Gone(FluxError):

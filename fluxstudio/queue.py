@@ -57,6 +57,11 @@ def job_channel(job_id: str) -> str:
     return f"fluxstudio:job:{job_id}"
 
 
+def asset_channel(asset_id: str) -> str:
+    """An asset's changes (comments, a new job) for the asset's event streams on every replica."""
+    return f"fluxstudio:asset:{asset_id}"
+
+
 def cancel_channel(queue_name: str) -> str:
     return f"{queue_name}:cancel"
 
@@ -172,6 +177,13 @@ class Queue:
         """Publish `{"event": name, "data": {...}}` to the job's channel; lost if nobody listens."""
         try:
             await self.redis.publish(job_channel(job_id), dumps(event))
+        except REDIS_ERRORS as exc:
+            raise Unavailable(f"Redis is unavailable: {exc}") from exc
+
+    async def announce(self, channel: str, event: dict[str, Any]) -> None:
+        """Publish `{"event": name, "data": {...}}` on any of our channels (an asset's, for its streams)."""
+        try:
+            await self.redis.publish(channel, dumps(event))
         except REDIS_ERRORS as exc:
             raise Unavailable(f"Redis is unavailable: {exc}") from exc
 

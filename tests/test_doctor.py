@@ -205,7 +205,7 @@ async def test_unwritable_storage_fails(tmp_path: Path, migrated_database_url: s
 
 
 def test_no_worker_heartbeat_fails_only_when_jobs_wait() -> None:
-    from fluxstudio.api.metrics import JobStats
+    from fluxstudio.runtime.metrics import JobStats
 
     redis_up = RedisFacts(reachable=True)
     idle = DatabaseFacts(reachable=True, jobs=JobStats({}, 0, 0.0))

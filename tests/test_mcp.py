@@ -27,9 +27,11 @@ from tests.fixtures.platform import ApiServer, ApiUser
 
 SPEC_TOOLS = [
     "list_projects", "create_project", "list_assets", "get_asset", "create_upload", "transcode_asset",
-    "get_job", "wait_for_job", "cancel_job", "get_playback_url", "import_from_url",
+    "get_job", "wait_for_job", "cancel_job", "get_playback_url", "import_from_url", "list_comments",
+    "add_comment", "resolve_comment",
 ]  # fmt: skip
-READ_ONLY = {"list_projects", "list_assets", "get_asset", "get_job", "wait_for_job", "get_playback_url"}
+READ_ONLY = {"list_projects", "list_assets", "get_asset", "get_job", "wait_for_job", "get_playback_url",
+             "list_comments"}
 MCP_TOKEN = "mcp-service-token-0123456789abcdef"
 INITIALIZE = {
     "jsonrpc": "2.0", "id": 1, "method": "initialize",

@@ -37,6 +37,9 @@ TABLES = {
     "webhook_endpoints",
     "webhook_deliveries",
     "webhook_attempts",
+    "comments",
+    "web_sessions",
+    "signin_codes",
 }
 
 
@@ -51,7 +54,7 @@ async def _tables(dsn: str) -> set[str]:
 
 def test_scripts_are_found_in_the_checkout() -> None:
     assert script_location() == REPO / "alembic"
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
 
 
 async def test_upgrade_downgrade_and_upgrade_again(create_database: Callable[[], str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -114,6 +115,7 @@ def test_up_demo_on_embedded_defaults_then_stops_cleanly(up_folder: Path) -> Non
             raise
     stderr = process.stderr.read()  # type: ignore[union-attr]
     assert code == 0, stderr
+    assert re.search(rf"console: open http://127\.0\.0\.1:{port}/signin\?code=[\w-]{{40,}} ", stderr), stderr
     deadline = time.monotonic() + 10
     while (alive(started) or mentioning(str(home / "postgres"))) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -9,17 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fluxstudio.api.auth import require_user
+from fluxstudio.api.auth import require_user, session_secret
 from fluxstudio.api.bodies import read_model, respond
-from fluxstudio.api.platform import platform_of
+from fluxstudio.api.context import platform_of
 from fluxstudio.studio import collab
 
 
 class RoomTokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    room: str = Field(min_length=1, max_length=collab.ROOM_NAME_MAX,
-                      description="`asset:{id}` or `project:{id}`")
+    room: str = Field(
+        min_length=1, max_length=collab.ROOM_NAME_MAX, description="`asset:{id}` or `project:{id}`"
+    )
 
 
 class RoomToken(BaseModel):
@@ -32,6 +33,11 @@ class RoomToken(BaseModel):
 async def create_room_token(request: Request) -> Response:
     await require_user(request)  # 401 exactly as every other route
     body = await read_model(request, RoomTokenCreate)
-    api_token = request.headers["authorization"].partition(" ")[2].strip()
-    grant = await collab.create_room_token(platform_of(request).pool, api_token, body.room)
+    pool = platform_of(request).pool
+    secret = session_secret(request)
+    if secret is not None:  # the console, signed in with a session cookie
+        grant = await collab.create_session_room_token(pool, secret, body.room)
+    else:
+        api_token = request.headers["authorization"].partition(" ")[2].strip()
+        grant = await collab.create_room_token(pool, api_token, body.room)
     return respond(RoomToken(token=grant.token, expires_at=grant.expires_at), 201)

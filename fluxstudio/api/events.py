@@ -1,4 +1,8 @@
-"""`GET /api/v1/jobs/{id}/events`: a job's progress as Server-Sent Events.
+"""`GET /api/v1/jobs/{id}/events` (a job's progress) and `GET /api/v1/assets/{id}/events` (an asset's
+comments, status and progress) as Server-Sent Events.
+
+An asset stream starts with `event: asset` (the asset now, from PostgreSQL), then `comment`, `progress`
+and `asset` as they happen; see `studio.asset_events`.
 
 `event: status` (a Job) first, then `event: progress`, `event: status` and `event: playable` as they
 happen, `event: end` (a Job) once it has finished, and the stream closes; a comment line every 15 s
@@ -18,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fluxstudio.api.auth import require_user
-from fluxstudio.api.platform import media_urls, platform_of
+from fluxstudio.api.context import media_urls, platform_of
 from fluxstudio.api.problems import DATABASE_DOWN
 from fluxstudio.errors import FluxError, Unavailable
 from fluxstudio.log import get_logger
-from fluxstudio.studio import progress
+from fluxstudio.studio import asset_events, progress
 
 PING_S = 15
 #: A client that stops reading for this long is dropped rather than holding a task and a subscription.
@@ -48,8 +52,23 @@ async def job_events(request: Request) -> Response:
     return EventSourceResponse(_frames(first, stream, job_id), ping=PING_S, send_timeout=SEND_TIMEOUT_S)
 
 
+async def asset_events_stream(request: Request) -> Response:
+    user = await require_user(request)
+    platform = platform_of(request)
+    if platform.hub is None:
+        raise Unavailable("live events are unavailable")
+    asset_id = request.path_params["asset_id"]
+    stream = asset_events.events(platform.pool, platform.hub, user, asset_id, media_urls(request))
+    try:
+        first = await anext(stream)
+    except BaseException:
+        await stream.aclose()
+        raise
+    return EventSourceResponse(_frames(first, stream, asset_id), ping=PING_S, send_timeout=SEND_TIMEOUT_S)
+
+
 async def _frames(
-    first: tuple[str, dict[str, Any]], stream: AsyncIterator[tuple[str, dict[str, Any]]], job_id: str
+    first: tuple[str, dict[str, Any]], stream: AsyncIterator[tuple[str, dict[str, Any]]], subject: str
 ) -> AsyncIterator[ServerSentEvent]:
     yield _frame(*first, retry=RETRY_MS)
     try:
@@ -59,7 +78,7 @@ async def _frames(
         # A dependency failed mid-stream: end this stream (the client reconnects and gets the state
         # again) instead of logging it as a crash.
         reason = getattr(exc, "message", None) or type(exc).__name__
-        log.warning("event_stream_interrupted", job_id=job_id, error=reason)
+        log.warning("event_stream_interrupted", subject=subject, error=reason)
 
 
 def _frame(name: str, data: dict[str, Any], *, retry: int | None = None) -> ServerSentEvent:

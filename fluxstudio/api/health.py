@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from fluxstudio import __version__
-from fluxstudio.api.metrics import CONTENT_TYPE_LATEST, read_job_stats
-from fluxstudio.api.platform import platform_of
+from fluxstudio.api.context import platform_of
 from fluxstudio.db.migrations import current_revision
 from fluxstudio.heartbeat import read_fleet
 from fluxstudio.log import get_logger
+from fluxstudio.runtime.metrics import CONTENT_TYPE_LATEST, read_job_stats
 
 DATABASE_CHECK_TIMEOUT_S = 2.0
 REDIS_CHECK_TIMEOUT_S = 1.0

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from fluxstudio.api.auth import require_user
 from fluxstudio.api.bodies import read_model, respond
-from fluxstudio.api.platform import media_urls, platform_of
+from fluxstudio.api.context import media_urls, platform_of
 from fluxstudio.api.schemas import ImportCreate, UploadResult
 from fluxstudio.outbound import OutboundPolicy
 from fluxstudio.studio import imports

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from fluxstudio.api.auth import require_user
 from fluxstudio.api.bodies import read_model, respond
-from fluxstudio.api.platform import platform_of
+from fluxstudio.api.context import platform_of
 from fluxstudio.api.schemas import JobList
 from fluxstudio.studio import jobs
 from fluxstudio.studio.models import JobOptions

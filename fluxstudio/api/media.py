@@ -26,10 +26,11 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from fluxstudio.api.platform import Platform, platform_of
+from fluxstudio.api.context import platform_of
 from fluxstudio.api.problems import problem
 from fluxstudio.errors import Invalid, NotFound
 from fluxstudio.media.playlists import rewrite_playlist_uris, rewrite_vtt_images
+from fluxstudio.runtime.platform import Platform
 from fluxstudio.storage import ObjectInfo, check_key
 from fluxstudio.studio import playback
 

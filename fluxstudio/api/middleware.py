@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fluxstudio.api.metrics import ApiMetrics
 from fluxstudio.api.problems import internal_error
 from fluxstudio.ids import new_id
 from fluxstudio.log import get_logger
+from fluxstudio.runtime.metrics import ApiMetrics
 
 REQUEST_ID_HEADER = "x-request-id"
 #: A request id from a proxy or client is kept only if it looks like an id (it lands in every log line).

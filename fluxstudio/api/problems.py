@@ -24,6 +24,7 @@ from fluxstudio.errors import (
     Forbidden,
     Gone,
     Invalid,
+    InvalidField,
     MediaError,
     NotFound,
     TooLarge,
@@ -77,6 +78,7 @@ STATUS_OF: tuple[tuple[type[FluxError], int], ...] = (
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (Forbidden, 403),
     (Invalid, 422),
     (Gone, 410),
     (Unavailable, 503),
@@ -137,7 +139,10 @@ async def flux_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(RETRY_AFTER_S)}
         # Handled here, so logged here: once, without a traceback (the cause is outside this process).
         log.warning("request_unavailable", code=exc.code, error=str(exc))
-    return problem(request, status, code=exc.code, detail=exc.message, headers=headers)
+    extra = {}
+    if isinstance(exc, InvalidField):
+        extra["errors"] = [{"loc": ["body", exc.field], "message": exc.reason, "type": "value_error"}]
+    return problem(request, status, code=exc.code, detail=exc.message, headers=headers, **extra)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -25,16 +25,17 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from fluxstudio.api.metrics import ApiMetrics
 from fluxstudio.api.problems import MalformedRequest
 from fluxstudio.errors import Invalid, TooLarge
+from fluxstudio.runtime.metrics import ApiMetrics
+from fluxstudio.runtime.platform import UPLOAD_PREFIX, UPLOAD_SUFFIX
 
 #: Bytes gathered before one write to disk: big enough that thread hops are rare, small enough to ignore.
 WRITE_BATCH = 1024 * 1024
 #: Room for boundaries, part headers and small fields around the file in a multipart body.
 MULTIPART_OVERHEAD = 1024 * 1024
 FILE_FIELD = "file"
-UPLOAD_PREFIX, UPLOAD_SUFFIX = "upload-", ".part"
+
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from fluxstudio.api.auth import require_user
-from fluxstudio.api.platform import platform_of
+from fluxstudio.api.context import platform_of
 from fluxstudio.api.problems import (
     MalformedRequest,
     PreconditionFailed,

@@ -15,12 +15,13 @@ from starlette.responses import Response
 
 from fluxstudio.api.auth import require_user
 from fluxstudio.api.bodies import read_model, respond
-from fluxstudio.api.platform import Platform, platform_of, public_base
+from fluxstudio.api.context import platform_of, public_base
 from fluxstudio.api.problems import status_of
 from fluxstudio.api.receive import receive_upload, refuse_announced_oversize
 from fluxstudio.api.schemas import UploadCreate, UploadResult, UploadTicket
 from fluxstudio.errors import FluxError, Invalid
 from fluxstudio.log import get_logger
+from fluxstudio.runtime.platform import Platform
 from fluxstudio.studio import projects, uploads
 from fluxstudio.studio.users import User
 

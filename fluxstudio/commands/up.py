@@ -38,7 +38,7 @@ from fluxstudio.embedded import EmbeddedServices
 from fluxstudio.errors import FluxError, NotFound
 from fluxstudio.log import get_logger
 from fluxstudio.media.guards import parent_death_preexec
-from fluxstudio.studio import tokens
+from fluxstudio.studio import sessions, tokens
 from fluxstudio.up_record import remove_record, write_record
 
 log = get_logger()
@@ -100,7 +100,7 @@ async def _platform(
     from fluxstudio.app import create_app
 
     url = f"http://{'127.0.0.1' if options.host in ('0.0.0.0', '::') else options.host}:{options.port}"
-    token = await _dev_token(settings, url)
+    token, signin = await _dev_token(settings, url)
     server = _Server(
         uvicorn.Config(
             create_app(settings),
@@ -133,6 +133,8 @@ async def _platform(
         soft_wrap=True,
         highlight=False,
     )
+    # soft_wrap: a link cut in two by the console's width could not be clicked or pasted.
+    console.print(f"console: open {url}/signin?code={signin}  (works once, for 10 minutes)", soft_wrap=True)
     demo = asyncio.create_task(_demo(settings, url, token, console)) if options.demo else None
     try:
         await serving  # returns when uvicorn got SIGINT/SIGTERM
@@ -161,24 +163,26 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-async def _dev_token(settings: Settings, url: str) -> str:
-    """Reuse the saved development token while it is valid, else make a new one; saved 0600 in dev.json."""
+async def _dev_token(settings: Settings, url: str) -> tuple[str, str]:
+    """Reuse the saved development token while it is valid, else make a new one; saved 0600 in dev.json.
+    Also a one-time sign-in code for the console, for the link `up` prints (only its hash is stored)."""
     assert settings.database_url is not None
     path = settings.home / "dev.json"
     pool = await create_pool(settings.database_url.get(), min_size=1, max_size=2)
     try:
+        signin = await sessions.create_signin_code(pool)
         if path.is_file():
             saved = json.loads(path.read_text())
             with contextlib.suppress(NotFound, KeyError):
                 await tokens.authenticate(pool, saved["token"])
                 token = saved["token"]
                 _save_dev(path, url, token)
-                return token
+                return token, signin
         _, token = await tokens.create_token(pool, "fluxstudio up")
     finally:
         await pool.close()
     _save_dev(path, url, token)
-    return token
+    return token, signin
 
 
 def _save_dev(path: Path, url: str, token: str) -> None:

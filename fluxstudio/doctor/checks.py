@@ -18,7 +18,6 @@ from typing import Any
 import asyncpg
 import httpx
 
-from fluxstudio.api.metrics import JobStats, read_job_stats
 from fluxstudio.config import Settings
 from fluxstudio.db.migrations import head_revision
 from fluxstudio.db.pool import connect, describe
@@ -27,6 +26,7 @@ from fluxstudio.errors import FluxError
 from fluxstudio.heartbeat import MAX_AGE_S, Beat, read_fleet, read_local
 from fluxstudio.media import find_tools
 from fluxstudio.queue import DEFAULT_QUEUE, redis_client
+from fluxstudio.runtime.metrics import JobStats, read_job_stats
 from fluxstudio.storage import open_storage
 from fluxstudio.storage.s3 import addressing_style
 

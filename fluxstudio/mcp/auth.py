@@ -83,3 +83,12 @@ def caller(ctx: Context) -> User:
         raise PermissionError("this MCP request carries no verified caller")
     token = user.access_token
     return User(id=token.subject, email=(token.claims or {}).get("email", ""))
+
+
+def credential(ctx: Context) -> tuple[str, str]:
+    """(client_id, SHA-256 of the token) of the current MCP request: which kind of token, and which one."""
+    request = ctx.request_context.request
+    user = request.scope.get("user") if request is not None else None
+    if not isinstance(user, AuthenticatedUser):
+        raise PermissionError("this MCP request carries no verified caller")
+    return user.access_token.client_id, user.access_token.token

@@ -24,7 +24,7 @@ from fluxstudio.studio.media_urls import MediaUrls
 from fluxstudio.studio.users import User
 
 if TYPE_CHECKING:  # a type only: surfaces do not import each other at run time
-    from fluxstudio.api.platform import Platform
+    from fluxstudio.runtime.platform import Platform
 
 #: What asyncpg raises when PostgreSQL goes away under a call: retrying later may work.
 _DATABASE_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)

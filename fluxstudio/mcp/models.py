@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from fluxstudio.studio.comments import Comment
 from fluxstudio.studio.models import Asset, Project, RenditionOut
 
 
@@ -48,3 +49,7 @@ class Playback(BaseModel):
     storyboard_url: str | None = None
     mp4_url: str | None = None
     expires_at: datetime | None = None
+
+
+class CommentList(BaseModel):
+    items: list[Comment]

@@ -41,7 +41,7 @@ from fluxstudio.mcp.resources import add_resources
 from fluxstudio.mcp.tools import add_tools
 
 if TYPE_CHECKING:  # a type only: surfaces do not import each other at run time
-    from fluxstudio.api.platform import Platform
+    from fluxstudio.runtime.platform import Platform
 
 MCP_PATH = "/mcp"
 #: Required by the SDK's AuthSettings, never served or sent: we configure no OAuth.

@@ -16,10 +16,12 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from fluxstudio.mcp import waiting
-from fluxstudio.mcp.calls import studio_call, tool_errors
-from fluxstudio.mcp.models import AssetList, Playback, ProjectList, UploadTicket
+from fluxstudio.mcp.auth import MCP_TOKEN_CLIENT, credential
+from fluxstudio.mcp.calls import StudioCall, studio_call, tool_errors
+from fluxstudio.mcp.models import AssetList, CommentList, Playback, ProjectList, UploadTicket
 from fluxstudio.outbound import OutboundPolicy
-from fluxstudio.studio import assets, imports, jobs, playback, projects, uploads
+from fluxstudio.studio import assets, comments, imports, jobs, playback, projects, tokens, uploads
+from fluxstudio.studio.comments import Comment, Writer
 from fluxstudio.studio.models import Asset, Job, JobOptions, Project
 
 #: Where a capability is spent; the same public path the REST API hands out.
@@ -28,6 +30,9 @@ UPLOAD_PATH = "/api/v1/uploads/"
 ProjectId = Annotated[str, Field(description="a project id, e.g. prj_...")]
 AssetId = Annotated[str, Field(description="an asset id, e.g. ast_...")]
 JobId = Annotated[str, Field(description="a job id, e.g. job_...")]
+CommentId = Annotated[str, Field(description="a comment id, e.g. cmt_...")]
+#: The name an agent that came with the deployment's MCP_AUTH_TOKEN is shown under.
+MCP_AGENT_NAME = "MCP agent"
 
 # Closed world: the tools touch only this deployment's projects, assets and jobs.
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
@@ -207,11 +212,60 @@ async def import_from_url(
     )  # fmt: skip
 
 
+@tool_errors
+async def list_comments(asset_id: AssetId, ctx: Context) -> CommentList:
+    """The asset's time-coded review comments, replies included, ordered by time (`time_s`, seconds).
+
+    Each has an author (a person or an agent), the moment it is about, an optional range (`duration_s`)
+    and drawing, `parent_id` for a reply, and whether it is resolved."""
+    call = studio_call(ctx)
+    return CommentList(items=await comments.list_comments(call.pool, call.user, asset_id))
+
+
+@tool_errors
+async def add_comment(
+    asset_id: AssetId,
+    time_s: Annotated[float, Field(ge=0, description="the moment, in seconds from the start")],
+    text: Annotated[str, Field(min_length=1, max_length=comments.TEXT_MAX, description="what to say")],
+    ctx: Context,
+    duration_s: Annotated[
+        float | None, Field(gt=0, description="for a range: its length in seconds, from time_s")
+    ] = None,
+    parent_id: Annotated[str | None, Field(description="reply to this top-level comment")] = None,
+) -> Comment:
+    """Comment on a moment (or a range) of an asset, or reply to a comment. People reviewing the asset in
+    the console see it appear at once, under this agent's name (the name of its API token)."""
+    call = studio_call(ctx)
+    comment = await comments.add_comment(
+        call.pool, call.platform.queue, await _agent(call, ctx), asset_id,
+        time_s=time_s, text=text, duration_s=duration_s, parent_id=parent_id,
+    )  # fmt: skip
+    return comment
+
+
+@tool_errors
+async def resolve_comment(comment_id: CommentId, ctx: Context) -> Comment:
+    """Mark a comment resolved (the point it raised has been dealt with)."""
+    call = studio_call(ctx)
+    writer = await _agent(call, ctx)
+    return await comments.update_comment(call.pool, call.platform.queue, writer, comment_id, resolved=True)
+
+
+async def _agent(call: StudioCall, ctx: Context) -> Writer:
+    """The caller as a comment's author: an agent, named after its API token (`tokens create NAME`)."""
+    client_id, token_hash = credential(ctx)
+    if client_id == MCP_TOKEN_CLIENT:
+        return Writer(call.user, "mcp", MCP_AGENT_NAME, "agent")
+    token = await tokens.token_named(call.pool, token_hash)
+    return Writer(call.user, token.id, token.name, "agent")
+
+
 #: In the order an agent meets them, which is the order clients list them in.
 TOOLS = (
     (list_projects, READ), (create_project, CREATE), (list_assets, READ), (get_asset, READ),
     (create_upload, CREATE), (import_from_url, CREATE_OPEN), (transcode_asset, CREATE), (get_job, READ),
-    (wait_for_job, READ), (cancel_job, DESTROY), (get_playback_url, READ),
+    (wait_for_job, READ), (cancel_job, DESTROY), (get_playback_url, READ), (list_comments, READ),
+    (add_comment, CREATE), (resolve_comment, CREATE),
 )  # fmt: skip
 
 

@@ -9,8 +9,9 @@ a 256-bit value that never leaves the database. So it is checked with the same o
 token, and revoking the API token revokes its room tokens at once. Format:
 `rt_{api token id}.{expires, unix seconds}.{room, base64url}.{signature, base64url}`.
 A room token is checked when a socket opens; an open socket outlives its expiry (as with any session),
-but not the API token behind it: `still_valid` is asked again while the socket is open, and a revoked
-API token closes it.
+but not the credential behind it: `still_valid` is asked again while the socket is open, and a revoked
+API token closes it. The console has no API token: its room tokens name its session instead (`ses_…`),
+signed with the session's stored hash, so signing out revokes them the same way.
 """
 
 from __future__ import annotations
@@ -92,6 +93,20 @@ async def create_room_token(
     return RoomToken(token, datetime.fromtimestamp(expires, UTC))
 
 
+async def create_session_room_token(
+    pool: asyncpg.Pool, session_secret: str, room: str, *, ttl_s: int = ROOM_TOKEN_TTL_S
+) -> RoomToken:
+    """As `create_room_token`, for a console session (the secret of its cookie)."""
+    row = await _session_row(pool, "session_hash", tokens.hash_token(session_secret))
+    if row is None:
+        raise NotFound(_UNKNOWN)
+    await check_room(pool, Visitor(User(row["user_id"], row["email"])), room)
+    expires = int(time.time()) + ttl_s
+    signature = _sign(row["token_hash"], row["id"], expires, room)
+    token = f"{ROOM_TOKEN_PREFIX}{row['id']}.{expires}.{_b64(room.encode())}.{signature}"
+    return RoomToken(token, datetime.fromtimestamp(expires, UTC))
+
+
 async def authenticate(pool: asyncpg.Pool, token: str) -> Visitor:
     """The visitor behind an API token or a room token; NotFound when it is unknown, revoked or expired."""
     if not token.startswith(ROOM_TOKEN_PREFIX):
@@ -105,7 +120,10 @@ async def authenticate(pool: asyncpg.Pool, token: str) -> Visitor:
     # The id is checked for shape before it goes near the database (a NUL byte would fail the driver).
     if len(token) > _TOKEN_MAX or expires < time.time() or not is_id(token_id, "tok"):
         raise NotFound(_UNKNOWN)
-    row = await _token_row(pool, "id", token_id)
+    if token_id.startswith("ses_"):
+        row = await _session_row(pool, "id", token_id)
+    else:
+        row = await _token_row(pool, "id", token_id)
     if row is None or not hmac.compare_digest(signature, _sign(row["token_hash"], token_id, expires, room)):
         raise NotFound(_UNKNOWN)
     return Visitor(User(row["user_id"], row["email"]), room, credential=("id", token_id))
@@ -124,6 +142,16 @@ async def _token_row(pool: asyncpg.Pool, column: str, value: str) -> asyncpg.Rec
         "SELECT t.id, t.token_hash, u.id AS user_id, u.email"
         " FROM api_tokens t JOIN users u ON u.id = t.user_id"
         f" WHERE t.{column} = $1 AND t.revoked_at IS NULL",
+        value,
+    )
+
+
+async def _session_row(pool: asyncpg.Pool, column: str, value: str) -> asyncpg.Record | None:
+    # `column` is one of two constants of this module, never input.
+    return await pool.fetchrow(
+        "SELECT s.id, s.session_hash AS token_hash, u.id AS user_id, u.email"
+        " FROM web_sessions s JOIN users u ON u.id = s.user_id"
+        f" WHERE s.{column} = $1 AND s.ended_at IS NULL AND s.expires_at > now()",
         value,
     )
 

@@ -28,7 +28,7 @@ from fluxstudio.errors import Conflict, Invalid, NotFound, Unavailable
 from fluxstudio.ids import new_id
 from fluxstudio.log import get_logger
 from fluxstudio.media import LadderOptions
-from fluxstudio.queue import Queue
+from fluxstudio.queue import Queue, asset_channel
 from fluxstudio.studio import webhooks
 from fluxstudio.studio.models import Job, JobError, JobOptions
 from fluxstudio.studio.users import User
@@ -160,7 +160,7 @@ async def create_job(
             )
     job = job_from_row(row)
     if job.status == "queued":  # a retried request re-wakes too: the wake-up collapses if it exists
-        await within_budget(wake(queue, job.id, row["attempt"]), "wake-up", job.id)
+        await within_budget(_wake_and_announce(queue, job, row["attempt"]), "wake-up", job.id)
     return job
 
 
@@ -249,6 +249,20 @@ async def wake(queue: Queue | None, job_id: str, attempt: int, *, defer_s: float
         log.warning("job_wake_deferred", job_id=job_id, reason="redis unavailable")
         return False
     return True
+
+
+async def _wake_and_announce(queue: Queue | None, job: Job, attempt: int) -> None:
+    await wake(queue, job.id, attempt)
+    await announce_to_asset(queue, job)
+
+
+async def announce_to_asset(queue: Queue | None, job: Job) -> None:
+    """Tell the asset's event streams that it has a new job to follow (they poll PostgreSQL otherwise)."""
+    if queue is None:
+        return
+    with contextlib.suppress(Unavailable):
+        event = {"event": "job", "data": job.model_dump(mode="json")}
+        await queue.announce(asset_channel(job.asset_id), event)
 
 
 async def announce(queue: Queue | None, job: Job) -> None:

@@ -144,6 +144,14 @@ async def revoke_token(pool: asyncpg.Pool, token_id: str, *, again_ok: bool = Tr
     return info
 
 
+async def token_named(pool: asyncpg.Pool, token_hash: str) -> TokenInfo:
+    """The live token with this hash (an MCP caller's, to name the agent after it); NotFound if none."""
+    row = await pool.fetchrow(_SELECT + " WHERE t.token_hash = $1 AND t.revoked_at IS NULL", token_hash)
+    if row is None:
+        raise NotFound("unknown or revoked API token")
+    return _info(row)
+
+
 async def authenticate(pool: asyncpg.Pool, plaintext: str) -> User:
     """The user a live token belongs to; `NotFound` when the token is unknown or revoked.
 

@@ -19,18 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-from starlette.requests import Request
 
-from fluxstudio.api.metrics import ApiMetrics
-from fluxstudio.api.receive import UPLOAD_PREFIX, UPLOAD_SUFFIX
 from fluxstudio.config import Settings
 from fluxstudio.db.migrations import head_revision
 from fluxstudio.db.pool import create_pool, describe
 from fluxstudio.log import get_logger
 from fluxstudio.media import Tools, find_tools
 from fluxstudio.queue import ProgressHub, Queue
+from fluxstudio.runtime.metrics import ApiMetrics
 from fluxstudio.storage import Storage, open_storage
-from fluxstudio.studio.media_urls import MediaUrls
 
 #: Short: a request waiting on a dead PostgreSQL should fail fast with 503, not hang for the default 10 s.
 CONNECT_TIMEOUT_S = 5.0
@@ -40,6 +37,8 @@ REDIS_RETRY_FIRST_S = 0.5
 REDIS_RETRY_MAX_S = 30.0
 STALE_UPLOAD_S = 24 * 3600
 POOL_CLOSE_TIMEOUT_S = 5.0
+#: How spooled uploads are named (the API's receiver makes them; the sweep below removes stale ones).
+UPLOAD_PREFIX, UPLOAD_SUFFIX = "upload-", ".part"
 
 log = get_logger()
 
@@ -119,22 +118,6 @@ class Platform:
             previous, self.readiness = self.readiness, status
             level = "info" if status == "ok" else "warning"
             getattr(log, level)("readiness_changed", status=status, previous=previous)
-
-
-def platform_of(request: Request) -> Platform:
-    return request.app.state.platform
-
-
-def public_base(request: Request) -> str:
-    """Where clients reach this API: PUBLIC_URL when set, never the request's Host header then."""
-    return platform_of(request).settings.public_url or str(request.base_url).rstrip("/")
-
-
-def media_urls(request: Request) -> MediaUrls:
-    """Playback URLs for this request: the public base if configured, else this API's own `/media`."""
-    storage = platform_of(request).storage
-    assert storage is not None
-    return MediaUrls(storage, public_base(request) + "/media")
 
 
 @contextlib.asynccontextmanager

@@ -98,9 +98,7 @@ class ApiMetrics:
         self.upload_bytes = Counter(
             "fluxstudio_upload_bytes", "Bytes of uploaded media received into temporary files", registry=r
         )
-        self.uploads = Counter(
-            "fluxstudio_uploads", "Uploads by outcome", ["outcome"], registry=r
-        )
+        self.uploads = Counter("fluxstudio_uploads", "Uploads by outcome", ["outcome"], registry=r)
         # Set by the collaboration surface (fluxstudio/collab).
         self.collab_connections = Gauge(
             "fluxstudio_collab_connections", "Open collaboration WebSocket connections", registry=r

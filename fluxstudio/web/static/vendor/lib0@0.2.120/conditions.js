@@ -1,0 +1,1 @@
+const e=n=>n===void 0?null:n;export{e as undefinedToNull};

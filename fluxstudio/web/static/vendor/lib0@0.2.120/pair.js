@@ -1,0 +1,1 @@
+class o{constructor(t,r){this.left=t,this.right=r}}const c=(e,t)=>new o(e,t),s=(e,t)=>new o(t,e),a=(e,t)=>e.forEach(r=>t(r.left,r.right)),h=(e,t)=>e.map(r=>t(r.left,r.right));export{o as Pair,c as create,s as createReversed,a as forEach,h as map};

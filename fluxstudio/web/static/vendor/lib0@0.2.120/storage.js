@@ -1,0 +1,1 @@
+class n{constructor(){this.map=new Map}setItem(t,r){this.map.set(t,r)}getItem(t){return this.map.get(t)}}let a=new n,o=!0;try{typeof window<"u"&&typeof localStorage<"u"&&localStorage&&(a=localStorage,o=!1)}catch{}const l=a,s=e=>o||addEventListener("storage",e),c=e=>o||removeEventListener("storage",e);export{c as offChange,s as onChange,l as varStorage};

@@ -1,0 +1,1 @@
+import*as s from"./object.js";const i=t=>{const e={},o=t.split("?"),r=o[o.length-1].split("&");for(let n=0;n<r.length;n++){const c=r[n];if(c.length>0){const p=c.split("=");e[decodeURIComponent(p[0])]=decodeURIComponent(p[1]||"")}}return e},m=t=>s.map(t,(e,o)=>`${encodeURIComponent(o)}=${encodeURIComponent(e)}`).join("&");export{i as decodeQueryParams,m as encodeQueryParams};

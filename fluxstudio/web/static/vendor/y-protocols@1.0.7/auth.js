@@ -1,0 +1,1 @@
+import"yjs";import*as e from"lib0/encoding";import*as t from"lib0/decoding";const s=0,n=(r,i)=>{e.writeVarUint(r,s),e.writeVarString(r,i)},m=(r,i,o)=>{switch(t.readVarUint(r)){case s:o(i,t.readVarString(r))}};export{s as messagePermissionDenied,m as readAuthMessage,n as writePermissionDenied};

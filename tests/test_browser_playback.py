@@ -24,7 +24,7 @@ from tests.test_api_playback import SIGNING_KEY, ready_asset
 
 pytestmark = pytest.mark.slow
 
-HLS_JS = Path(__file__).parent / "js" / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+HLS_JS = Path("node_modules") / "hls.js" / "dist" / "hls.min.js"  # in tests/js, pinned
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -69,14 +69,12 @@ async function playSigned(api, token, assetId) {
 
 
 @pytest.fixture(scope="module")
-def page_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def page_origin(tmp_path_factory: pytest.TempPathFactory, js_clients: Path) -> Iterator[str]:
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium): no browser to play in")
-    if not HLS_JS.is_file():
-        pytest.skip("hls.js is not installed: run `npm ci` in tests/js")
     root = tmp_path_factory.mktemp("player-page")
     (root / "player.html").write_text(PLAYER)
-    shutil.copy(HLS_JS, root / "hls.min.js")
+    shutil.copy(js_clients / HLS_JS, root / "hls.min.js")
     handler = functools.partial(_QuietHandler, directory=str(root))
     sock = bound_socket()
     server = http.server.ThreadingHTTPServer(sock.getsockname(), handler, bind_and_activate=False)

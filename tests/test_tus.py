@@ -398,11 +398,13 @@ async def test_concurrent_patches_move_the_offset_once(api: ApiServer, make_user
         assert (await client.head(url, headers=V)).headers["upload-offset"] == str(len(data))
 
 
-async def test_tus_js_client_resumes_after_abort(api: ApiServer, make_user, big_clip: Path) -> None:
+async def test_tus_js_client_resumes_after_abort(
+    api: ApiServer, make_user, big_clip: Path, js_clients: Path
+) -> None:
     user = await make_user("tus")
     async with user.client() as client:
         project = await new_project(client)
-    folder = Path(__file__).parent / "js"
+    folder = js_clients
     proc = await asyncio.create_subprocess_exec(
         "node", str(folder / "tus_client.mjs"), api.url + TUS, user.token, project, str(big_clip),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=folder,

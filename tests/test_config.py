@@ -37,7 +37,8 @@ def test_good_settings_load_into_a_frozen_object_with_secrets_wrapped() -> None:
 
 def test_fleet_settings_have_documented_defaults_and_can_be_set() -> None:
     defaults = load_settings("worker", GOOD)
-    assert (defaults.worker_concurrency, defaults.worker_poll_delay_seconds, defaults.db_pool_size) == (1, 1.0, 10)
+    fleet = (defaults.worker_concurrency, defaults.worker_poll_delay_seconds, defaults.db_pool_size)
+    assert fleet == (1, 1.0, 10)
     tuned = load_settings("worker", {**GOOD, "WORKER_POLL_DELAY_SECONDS": "2.5", "DB_POOL_SIZE": "4"})
     assert (tuned.worker_poll_delay_seconds, tuned.db_pool_size) == (2.5, 4)
 

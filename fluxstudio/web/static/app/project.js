@@ -117,7 +117,7 @@ export function ProjectView({ projectId }) {
         <span class="upload-name" title=${u.name}>${u.name}</span>
         <${Progress} value=${u.size ? u.sent / u.size : 0} label=${`Upload of ${u.name}`} />
         <span class="small muted">${u.state === 'uploading' ? `${bytes(u.sent)} of ${bytes(u.size)}`
-          : u.state === 'done' ? 'Uploaded, transcoding' : u.state === 'cancelled' ? 'Cancelled' : u.error}</span>
+          : u.state === 'done' ? 'Uploaded' : u.state === 'cancelled' ? 'Cancelled' : u.error}</span>
         ${u.state === 'uploading' && html`<button type="button" class="quiet" onClick=${u.cancel}
           aria-label=${`Cancel the upload of ${u.name}`}>Cancel</button>`}
       </li>`)}

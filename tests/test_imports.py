@@ -106,11 +106,14 @@ async def test_imports_succeed_or_fail_with_a_reason(
     assert ok["status"] == "uploaded" and ok["error"] is None
     assert ok["filename"] == "go"  # named after the URL asked for, not where it redirected
     assert ok["size_bytes"] == api_clip.stat().st_size and ok["media"]["has_video"]
-    transcoded = await settled(user, named["id"])
-    assert transcoded["filename"] == "Trailer.mp4" and transcoded["status"] in ("processing", "ready")
-    async with user.client() as client:
-        jobs = (await client.get(f"/api/v1/jobs?asset_id={named['id']}")).json()["items"]
-    assert len(jobs) == 1
+    assert (await settled(user, named["id"]))["filename"] == "Trailer.mp4"
+
+    async def jobs_of_named() -> list[dict]:
+        async with user.client() as client:
+            return (await client.get(f"/api/v1/jobs?asset_id={named['id']}")).json()["items"]
+
+    jobs = await wait_for(jobs_of_named, 60, "the transcode job of the import")  # made once it landed
+    assert len(jobs) == 1 and jobs[0]["options"]["segment_format"] == "fmp4"
 
     failures = {a["id"]: await settled(user, a["id"]) for a in (redirected, missing, junk)}
     assert failures[redirected["id"]]["error"]["code"] == "url_refused"

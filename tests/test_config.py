@@ -94,6 +94,9 @@ def test_an_empty_variable_is_called_out_as_an_unapplied_deploy_variable() -> No
         ("FFMPEG_PRESET", "warp", "one of ultrafast"),
         ("FFMPEG_PATH", "/nonexistent/ffmpeg", "names no file"),
         ("MCP_AUTH_TOKEN", "short", "too short"),
+        ("IMPORT_ALLOWED_NETWORKS", "10.0.0.0/8,not-a-net", "CIDR notation"),
+        ("WEBHOOK_RETRY_SCHEDULE", "5s,soon", "durations with a unit"),
+        ("WEBHOOK_RETRY_SCHEDULE", "5s,30d", "at most 7 days"),
     ],
 )
 def test_malformed_values_name_the_problem_and_never_echo_the_value(
@@ -106,6 +109,19 @@ def test_malformed_values_name_the_problem_and_never_echo_the_value(
     said = lines[0].split("; for example")[0].removeprefix(f"{variable} (needed by api): ")
     assert value not in said or value in ("0", "-1", "short")
     assert not any(secret in lines[0] for secret in SECRETS)
+
+
+def test_ingest_settings_parse_networks_and_a_retry_schedule() -> None:
+    default = load_settings("worker", GOOD)
+    assert default.import_allowed_networks == ()
+    assert default.webhook_retry_schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
+    settings = load_settings(
+        "worker", {**GOOD, "IMPORT_ALLOWED_NETWORKS": "10.20.0.0/16, fd00::/8,192.168.1.7",
+                   "WEBHOOK_RETRY_SCHEDULE": "250ms, 2s,1m,1h,1d"},
+    )  # fmt: skip
+    networks = [str(n) for n in settings.import_allowed_networks]
+    assert networks == ["10.20.0.0/16", "fd00::/8", "192.168.1.7/32"]
+    assert settings.webhook_retry_schedule == (0.25, 2, 60, 3600, 86400)
 
 
 def test_every_problem_is_reported_at_once() -> None:

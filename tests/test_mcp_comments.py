@@ -5,12 +5,14 @@ rules and isolation as REST."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 
 import pytest
 
 from fluxstudio.studio.tokens import create_token
 from tests.fixtures.platform import ApiServer, ApiUser, sse_events
+from tests.test_api_playback import ffprobe_bytes
 from tests.test_mcp import MCP_TOKEN, call, connect, tool_error
 
 
@@ -80,3 +82,23 @@ async def test_the_mcp_auth_token_comments_as_the_mcp_agent(service_api, pool, a
             agent, "add_comment", asset_id=asset, time_s=0.0, text="hello from the service token"
         )
     assert made["author"] == {"id": "mcp", "name": "MCP agent", "kind": "agent"}
+
+
+async def test_get_frame_shows_the_agent_the_frame_as_a_jpeg(
+    make_user, api_clip: Path, tmp_path: Path
+) -> None:
+    owner: ApiUser = await make_user("frame-owner")
+    stranger: ApiUser = await make_user("frame-stranger")
+    asset = await _asset(owner, api_clip)
+    async with connect(owner.server.url, owner.token) as agent:
+        result = await agent.call_tool("get_frame", {"asset_id": asset, "time_s": 0.5, "width": 160})
+        assert not result.is_error, result.content
+        [image] = [part for part in result.content if part.type == "image"]
+        assert image.mime_type == "image/jpeg"
+        jpeg = base64.b64decode(image.data)
+        assert jpeg[:3] == b"\xff\xd8\xff"  # a JPEG's start of image
+        (stream,) = ffprobe_bytes(jpeg, tmp_path, "frame.jpg")
+        assert (stream["width"], stream["height"]) == (160, 120)
+        assert "time" in await tool_error(agent, "get_frame", asset_id=asset, time_s=9999.0)
+    async with connect(stranger.server.url, stranger.token) as agent:
+        assert "not_found" in await tool_error(agent, "get_frame", asset_id=asset, time_s=0.5)

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.utilities.types import Image
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
@@ -20,7 +21,7 @@ from fluxstudio.mcp.auth import MCP_TOKEN_CLIENT, credential
 from fluxstudio.mcp.calls import StudioCall, studio_call, tool_errors
 from fluxstudio.mcp.models import AssetList, CommentList, Playback, ProjectList, UploadTicket
 from fluxstudio.outbound import OutboundPolicy
-from fluxstudio.studio import assets, comments, imports, jobs, playback, projects, tokens, uploads
+from fluxstudio.studio import assets, comments, imports, jobs, playback, projects, thumbnails, tokens, uploads
 from fluxstudio.studio.comments import Comment, Writer
 from fluxstudio.studio.models import Asset, Job, JobOptions, Project
 
@@ -251,6 +252,23 @@ async def resolve_comment(comment_id: CommentId, ctx: Context) -> Comment:
     return await comments.update_comment(call.pool, call.platform.queue, writer, comment_id, resolved=True)
 
 
+@tool_errors
+async def get_frame(
+    asset_id: AssetId,
+    time_s: Annotated[float, Field(ge=0, description="the moment, in seconds from the start")],
+    ctx: Context,
+    width: Annotated[
+        int | None,
+        Field(ge=thumbnails.MIN_WIDTH, description="pixels wide (default 640, at most the source's)"),
+    ] = None,
+) -> Image:
+    """Look at the asset's frame at `time_s` (a JPEG, accurate to one frame), e.g. before commenting on
+    that moment with add_comment. Works as soon as the asset is uploaded."""
+    call = studio_call(ctx)
+    jpeg = await thumbnails.thumbnail(call.platform, call.user, asset_id, time_s, width)
+    return Image(data=jpeg, format="jpeg")
+
+
 async def _agent(call: StudioCall, ctx: Context) -> Writer:
     """The caller as a comment's author: an agent, named after its API token (`tokens create NAME`)."""
     client_id, token_hash = credential(ctx)
@@ -265,7 +283,7 @@ TOOLS = (
     (list_projects, READ), (create_project, CREATE), (list_assets, READ), (get_asset, READ),
     (create_upload, CREATE), (import_from_url, CREATE_OPEN), (transcode_asset, CREATE), (get_job, READ),
     (wait_for_job, READ), (cancel_job, DESTROY), (get_playback_url, READ), (list_comments, READ),
-    (add_comment, CREATE), (resolve_comment, CREATE),
+    (add_comment, CREATE), (resolve_comment, CREATE), (get_frame, READ),
 )  # fmt: skip
 
 

@@ -230,3 +230,25 @@ async def test_a_transcode_sends_job_succeeded_and_asset_ready(
     ready = events["asset.ready"]
     assert ready["data"]["id"] == created["asset"]["id"] and ready["data"]["status"] == "ready"
     assert json.loads(posts[0].body)["timestamp"].endswith("+00:00")
+
+
+async def test_a_comment_sends_comment_created_to_its_users_endpoints_only(
+    hook_api: ApiServer, hook_env, make_user, receiver, start_worker, api_clip: Path
+) -> None:
+    mine, theirs = receiver(), receiver()
+    ann, bob = await make_user("ann-comments", hook_api), await make_user("bob-comments", hook_api)
+    endpoint = await add_endpoint(ann, mine.url, ["comment.created"])
+    await add_endpoint(bob, theirs.url)
+    start_worker(hook_env)
+    async with ann.client() as client:
+        project = await new_project(client)
+        asset = (await upload(client, project, api_clip))["asset"]
+        made = await client.post(
+            f"/api/v1/assets/{asset['id']}/comments", json={"time_s": 0.5, "text": "too dark here"}
+        )
+        assert made.status_code == 201, made.text
+    [post] = await mine.wait_for(1)
+    body = verified(endpoint, post)
+    assert body["type"] == "comment.created"
+    assert body["data"]["id"] == made.json()["id"] and body["data"]["text"] == "too dark here"
+    assert theirs.posts() == []

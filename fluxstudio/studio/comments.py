@@ -29,6 +29,7 @@ from fluxstudio.errors import Forbidden, InvalidField, NotFound, Unavailable
 from fluxstudio.ids import new_id
 from fluxstudio.log import get_logger
 from fluxstudio.queue import Queue, asset_channel
+from fluxstudio.studio import webhooks
 from fluxstudio.studio.projects import OWNED_ASSETS, Db
 from fluxstudio.studio.users import User
 
@@ -226,24 +227,27 @@ async def add_comment(
             raise InvalidField("parent_id", "must be a comment of the same asset")
         if parent["parent_id"] is not None:
             raise InvalidField("parent_id", "must be a top-level comment (replies are not nested)")
-    row = await pool.fetchrow(
-        "INSERT INTO comments (id, asset_id, user_id, author_id, author_name, author_kind, time_s,"
-        " duration_s, text, annotation, parent_id)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11)"
-        f" RETURNING {_COLUMNS.replace('c.', '')}",
-        new_id("cmt"),
-        asset_id,
-        user.id,
-        writer.author_id,
-        writer.name[:100],
-        writer.kind,
-        at,
-        length,
-        body,
-        drawing.model_dump_json() if drawing is not None else None,
-        parent_id,
-    )
-    comment = _comment(row)
+    async with pool.acquire() as connection, connection.transaction():
+        row = await connection.fetchrow(
+            "INSERT INTO comments (id, asset_id, user_id, author_id, author_name, author_kind, time_s,"
+            " duration_s, text, annotation, parent_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11)"
+            f" RETURNING {_COLUMNS.replace('c.', '')}",
+            new_id("cmt"),
+            asset_id,
+            user.id,
+            writer.author_id,
+            writer.name[:100],
+            writer.kind,
+            at,
+            length,
+            body,
+            drawing.model_dump_json() if drawing is not None else None,
+            parent_id,
+        )
+        comment = _comment(row)
+        # The outbox: the webhook event commits with the comment, or neither does.
+        await webhooks.record_event(connection, user.id, "comment.created", comment.model_dump(mode="json"))
     await _announce(queue, asset_id, "created", comment.model_dump(mode="json"))
     return comment
 

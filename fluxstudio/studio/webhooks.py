@@ -12,8 +12,7 @@ Events and where they are recorded (the hook for a new one is one call of `recor
     job.failed, asset.failed       studio/leases.py  fail, reconcile; studio/imports.py  fail_import
     job.cancelled                  studio/jobs.py    cancel_job
     asset.deleted                  studio/assets.py  delete_asset
-    comment.created                the comments domain, when it lands: record_event(connection,
-                                   user_id, "comment.created", comment.model_dump(mode="json"))
+    comment.created                studio/comments.py `add_comment`, in the comment's transaction
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ PREFIX_OF_PARAM = {
     "job_id": "job",
     "upload_id": "upl",
     "rendition_id": "ren",
+    "tus_id": "tus",
+    "comment_id": "cmt",
+    "webhook_id": "whk",
 }
 
 

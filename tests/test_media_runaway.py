@@ -16,7 +16,6 @@ import pytest
 from fluxstudio.errors import MediaError, UnreadableMedia
 from fluxstudio.media import plan_ladder, probe, transcode_hls
 from fluxstudio.media.guards import Limits
-from fluxstudio.media.process import Runaway
 from tests.fixtures.media import group_alive, run_ffmpeg
 from tests.test_worker_hardening import frames_hours_apart
 
@@ -30,11 +29,14 @@ def spawned(pids: list[int]):
 
 
 async def test_frames_hours_apart_are_stopped_as_runaway_bad_media(tmp_path: Path, tools) -> None:
+    """With timestamps passed through (no filler frames) ffmpeg finishes at once and the output's
+    duration gives the file away; were filler frames made, the silent-CPU rule would stop it. Either
+    way: bad media, fast, never retried, nothing left running."""
     source = frames_hours_apart(tmp_path)
     ladder = plan_ladder(await probe(source, tools))
     pids: list[int] = []
     started = time.monotonic()
-    with pytest.raises(Runaway, match="without reporting progress") as caught:
+    with pytest.raises(UnreadableMedia) as caught:
         await asyncio.wait_for(
             transcode_hls(source, tmp_path / "out", ladder, tools, on_start=spawned(pids)), BOUND_S * 2
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -258,6 +259,23 @@ async def test_review_in_the_browser(
             f"() => Math.abs(document.querySelector('video').currentTime - {playhead} - 1/30) < 0.02"
         )
 
+        # Scrubbing previews a storyboard tile: storyboard_url's WebVTT cue, a region of its JPEG sprite.
+        timeline = page.get_by_role("slider", name="Playhead")
+        bounds = await timeline.bounding_box()
+        assert bounds is not None
+        await page.mouse.move(bounds["x"] + bounds["width"] * 0.75, bounds["y"] + bounds["height"] / 2)
+        thumb = page.locator(".timeline .preview .thumb")
+        await expect(thumb).to_be_visible()
+        sprite = await thumb.evaluate("t => getComputedStyle(t).backgroundImage.slice(5, -2)")
+        status, kind, size = await page.evaluate(
+            "async (u) => { const r = await fetch(u); return [r.status, r.headers.get('content-type'),"
+            " (await r.blob()).size] }",
+            sprite,
+        )
+        assert status == 200 and kind.startswith("image/jpeg") and size > 1000
+        await page.screenshot(path=shot("asset-view-scrub"))
+        await page.mouse.move(0, 0)
+
         # The second browser: the same person in another window, on the same asset.
         async with signed_in(browser, user) as (_, other):
             await other.goto(page.url)
@@ -334,6 +352,8 @@ async def test_review_in_the_browser(
         await dark.get_by_role("link", name="Open dailies.mp4").click()
         await expect(dark.locator(".comment")).to_have_count(2)
         await dark.wait_for_function("() => document.querySelector('video').readyState >= 2", timeout=30_000)
+        # Once a frame is there the poster (a frame from the middle) gives way to it: picture = timecode.
+        await expect(dark.locator("video")).not_to_have_attribute("poster", re.compile(".*"))
         await dark.screenshot(path=shot("asset-view-dark"))
         background = await dark.evaluate("getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(15, 17, 21)"

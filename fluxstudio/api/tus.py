@@ -144,7 +144,7 @@ async def create(request: Request) -> Response:
 async def head(request: Request) -> Response:
     _check_version(request)
     user = await require_user(request)
-    upload = await tus.head_upload(platform_of(request).pool, user, request.path_params["upload_id"])
+    upload = await tus.head_upload(platform_of(request).pool, user, request.path_params["tus_id"])
     headers = {**_state_headers(upload), "Upload-Length": str(upload.length)}
     if upload.metadata:
         headers["Upload-Metadata"] = upload.metadata
@@ -158,7 +158,7 @@ async def patch(request: Request) -> Response:
         raise UnsupportedMediaType(f"a PATCH body must be {OFFSET_STREAM}")
     offset = _number(request, "upload-offset")
     user = await require_user(request)
-    written = await _write(request, user, request.path_params["upload_id"], offset)
+    written = await _write(request, user, request.path_params["tus_id"], offset)
     return Response(status_code=204, headers=_state_headers(written.upload))
 
 
@@ -168,7 +168,7 @@ async def delete(request: Request) -> Response:
     user = await require_user(request)
     platform = platform_of(request)
     assert platform.storage is not None
-    await tus.delete_upload(platform.pool, platform.storage, user, request.path_params["upload_id"])
+    await tus.delete_upload(platform.pool, platform.storage, user, request.path_params["tus_id"])
     return Response(status_code=204)
 
 

@@ -25,7 +25,7 @@ _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")
 BAD_IDS = ("%00", "ast_%00", "prj_ABCDEFGHIJKLMNOPQRSTU%00", "x" * 300, "prj_" + "a" * 22 + "%0a")
 DEPTH = 30_000
 #: Tool arguments other than ids.
-ARGUMENTS: dict[str, Any] = {"name": "p", "filename": "a.mp4"}
+ARGUMENTS: dict[str, Any] = {"name": "p", "filename": "a.mp4", "time_s": 1.0, "text": "t"}
 
 
 def _id_operations() -> list[Operation]:
@@ -66,6 +66,9 @@ async def test_a_malformed_id_is_404_on_every_route(op: Operation, make_user) ->
     async with user.client() as client:
         for bad in BAD_IDS:
             response = await client.request(op.method, _fill(op.path, bad), **_request_kwargs(op))
+            if op.method == "HEAD":  # tus's HEAD: a status, never a body
+                assert response.status_code == 404
+                continue
             body = assert_problem(response, 404)
             assert body["code"] == "not_found", (op.path, bad, body)
             assert "asyncpg" not in response.text and "\x00" not in body["detail"]

@@ -36,8 +36,8 @@ PREFIX_OF_PARAM = {
     "asset_id": "ast",
     "job_id": "job",
     "upload_id": "upl",
+    "tus_id": "tus",  # a resumable upload (/api/v1/tus/{tus_id}); `upload_id` is a presigned upload's
     "rendition_id": "ren",
-    "tus_id": "tus",
     "comment_id": "cmt",
     "webhook_id": "whk",
 }

@@ -36,7 +36,13 @@ TARGET = ROOT / "fluxstudio" / "web" / "static" / "vendor"
 LOCK = ROOT / "fluxstudio" / "web" / "vendor.lock.json"
 
 #: What the console's own modules import by bare name.
-ENTRIES = ("preact", "preact/hooks", "htm/preact", "hls.js", "yjs", "y-websocket", "y-protocols/awareness")
+ENTRIES = ("preact", "preact/hooks", "htm/preact", "hls.js", "yjs", "y-websocket", "y-protocols/awareness",
+           "tus-js-client")  # fmt: skip
+#: Entries whose ES module build still imports CommonJS-only packages (tus-js-client 4's `lib.esm` imports
+#: url-parse, lodash.throttle, combine-errors), which a browser cannot load as modules: these alone are
+#: bundled by esbuild into one ES module at the entry's path; every package inlined is still locked with
+#: its licence.
+BUNDLED = frozenset({"tus-js-client"})
 CONDITIONS = ("browser", "module", "import", "default")
 LICENCE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "license", "LICENCE", "LICENSE-MIT")
 
@@ -55,6 +61,20 @@ def minify(path: Path) -> bytes:
          "--log-level=warning"],
         check=True, capture_output=True,
     ).stdout  # fmt: skip
+
+
+def bundle(path: Path, metafile: Path) -> bytes:
+    """One ES module of `path` and everything it imports (CommonJS converted), for `BUNDLED` entries."""
+    out = metafile.with_suffix(".js")
+    subprocess.run(
+        [str(ESBUILD), str(path), "--bundle", "--minify", "--format=esm", "--platform=browser",
+         "--target=es2022", "--legal-comments=inline", "--log-level=warning", f"--metafile={metafile}",
+         f"--outfile={out}"],
+        check=True, capture_output=True, cwd=ROOT,
+    )  # fmt: skip
+    data = out.read_bytes()
+    out.unlink()
+    return data
 
 
 def sri(data: bytes) -> str:
@@ -103,10 +123,11 @@ def resolve_bare(specifier: str) -> Path:
         if target is None:
             raise SystemExit(f"{specifier}: no browser ES module export in {name}'s package.json")
         return (package_dir / target).resolve()
-    if subpath == ".":
-        entry = meta.get("module") or meta.get("main") or "index.js"
-        return (package_dir / entry).resolve()
-    return (package_dir / subpath).resolve()
+    entry = (meta.get("module") or meta.get("main") or "index.js") if subpath == "." else subpath
+    # The `browser` field may swap a package's Node files for browser ones (tus-js-client does).
+    swaps = meta.get("browser") if isinstance(meta.get("browser"), dict) else {}
+    normal = "./" + Path(entry).as_posix().removeprefix("./")
+    return (package_dir / (swaps.get(normal) or entry)).resolve()
 
 
 def package_of(path: Path) -> tuple[str, Path]:
@@ -127,6 +148,7 @@ def main() -> int:
     npm_lock = json.loads((NPM_PROJECT / "package-lock.json").read_text())["packages"]
 
     files: dict[Path, None] = {}
+    bundled: set[Path] = set()
     bare: dict[str, Path] = {}
     pending: list[tuple[str, Path | None]] = [(entry, None) for entry in ENTRIES]
     while pending:
@@ -138,6 +160,10 @@ def main() -> int:
             if specifier in bare:
                 continue
             path = bare[specifier] = resolve_bare(specifier)
+            if specifier in BUNDLED:
+                bundled.add(path)
+                files[path] = None
+                continue
         if path in files:
             continue
         if not path.is_file():
@@ -177,7 +203,14 @@ def main() -> int:
         relative = place(path)
         destination = TARGET / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_bytes(minify(path))
+        if path in bundled:
+            metafile = NPM_PROJECT / "metafile.json"
+            destination.write_bytes(bundle(path, metafile))
+            for source in json.loads(metafile.read_text())["inputs"]:
+                place((ROOT / source).resolve())  # lock each inlined package with its licence
+            metafile.unlink()
+        else:
+            destination.write_bytes(minify(path))
         vendored[relative] = {"integrity": sri(destination.read_bytes()), "source": sri(path.read_bytes())}
     lock = {
         "comment": "Written by scripts/vendor.py from scripts/vendor/package-lock.json; do not edit.",

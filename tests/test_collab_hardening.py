@@ -1,5 +1,6 @@
 """Collab against an attacker, with real sockets: a room token carrying a NUL byte is 4401 (not 1013
-naming an exception), an open socket is closed 4401 soon after its API token is revoked, and text frames
+naming an exception), an open socket is closed 4401 soon after its API token is revoked, or, for the
+console's room token (`rt_ses_…`), soon after its session signs out (and not before), and text frames
 are held to the message limit like binary ones."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import asyncpg
 from websockets.asyncio.client import connect
 
 from fluxstudio.collab import CollabOptions, Limits
+from fluxstudio.studio import sessions
+from fluxstudio.studio.collab import create_session_room_token
 from fluxstudio.studio.tokens import list_tokens, revoke_token
 from tests.test_collab import new_owner
 from tests.test_collab_limits import closed_with, raw_socket
@@ -58,6 +61,27 @@ async def test_an_open_socket_is_closed_4401_once_its_token_is_revoked(
             assert await closed_with(ws) == 4401
             assert time.monotonic() - revoked_at < RECHECK_S + 5
             assert "revoked" in (ws.close_reason or "")
+    finally:
+        await api.stop()
+
+
+async def test_a_console_socket_stays_while_signed_in_and_closes_4401_on_sign_out(
+    api_env: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    api = await start_local_api(api_env, OPTIONS)
+    try:
+        ann = await new_owner(pool)
+        session = await sessions.sign_in_with_token(pool, ann.token)
+        grant = await create_session_room_token(pool, session.secret, ann.room)
+        assert grant.token.startswith("rt_ses_")
+        async with raw_socket(api.ws_url, ann.room, grant.token) as ws:
+            await asyncio.sleep(RECHECK_S * 4)  # several re-checks pass while the session is live
+            assert ws.close_code is None
+            await sessions.end_session(pool, session.secret)
+            ended_at = time.monotonic()
+            assert await closed_with(ws) == 4401
+            assert time.monotonic() - ended_at < RECHECK_S + 5
+            assert "signed out" in (ws.close_reason or "")
     finally:
         await api.stop()
 

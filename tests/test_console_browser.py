@@ -139,6 +139,27 @@ async def test_csrf_is_refused(browser: Browser, make_user) -> None:
             "/api/v1/projects", data={"name": "with token"}, headers={"X-CSRF-Token": csrf}
         )
         assert good.status == 201
+        project_id = (await good.json())["id"]
+
+        # The resumable upload is authenticated by the same cookie, so it asks for the same token.
+        metadata = f"project_id {base64.b64encode(project_id.encode()).decode()},filename "
+        metadata += base64.b64encode(b"clip.mp4").decode()
+        tus = {"Tus-Resumable": "1.0.0", "Upload-Length": "4", "Upload-Metadata": metadata}
+        bare = await page.request.post("/api/v1/tus", headers=tus)
+        assert bare.status == 403 and "CSRF" in (await bare.json())["detail"]
+        created = await page.request.post("/api/v1/tus", headers={**tus, "X-CSRF-Token": csrf})
+        assert created.status == 201
+        location = created.headers["location"]
+        head = await page.request.head(location, headers={"Tus-Resumable": "1.0.0"})  # a read: no token
+        assert head.status == 200 and head.headers["upload-offset"] == "0"
+        patch = {"Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+                 "Content-Type": "application/offset+octet-stream"}  # fmt: skip
+        unsigned = await page.request.patch(location, headers=patch, data=b"abcd")
+        assert unsigned.status == 403
+        unsent = await page.request.delete(location, headers={"Tus-Resumable": "1.0.0"})
+        assert unsent.status == 403
+        ended = await page.request.delete(location, headers={"Tus-Resumable": "1.0.0", "X-CSRF-Token": csrf})
+        assert ended.status == 204
 
         # A page of another site posting a form to the API: the browser does not send the cookie.
         async def evil(route):
@@ -201,6 +222,8 @@ async def test_review_in_the_browser(
             for (const bar of document.querySelectorAll('.job [role=progressbar]'))
                 window.seenProgress = Math.max(window.seenProgress, +bar.getAttribute('aria-valuenow')) })
             .observe(document.body, { subtree: true, childList: true, attributes: true }) }""")
+        requests: list[tuple[str, str]] = []
+        page.on("request", lambda r: requests.append((r.method, r.url.split("/api/v1", 1)[-1].split("?")[0])))
         await _drop_files(page, [long_clip, short_clip])
         await expect(page.get_by_role("progressbar", name="Upload of dailies.mp4")).to_be_attached()
         await expect(page.get_by_role("progressbar", name="Upload of insert.mp4")).to_be_attached()
@@ -208,6 +231,10 @@ async def test_review_in_the_browser(
         await expect(cards).to_have_count(2, timeout=30_000)
         await expect(page.locator(".badge.queued")).to_have_count(2, timeout=15_000)
         await page.screenshot(path=shot("grid-queued"))
+        # Both went by the resumable upload (tus), each with its own upload URL, not the streamed POST.
+        assert [r for r in requests if r == ("POST", "/tus")] == [("POST", "/tus")] * 2
+        assert len({path for method, path in requests if method == "PATCH" and path.startswith("/tus/")}) == 2
+        assert not any(method == "POST" and path.endswith("/assets") for method, path in requests)
         start_worker(api_env)
         # One worker transcodes both (the default ladder): minutes when the machine is crowded.
         await expect(page.locator(".badge.ready")).to_have_count(2, timeout=min(within(120), 600_000))
@@ -230,6 +257,23 @@ async def test_review_in_the_browser(
         await page.wait_for_function(
             f"() => Math.abs(document.querySelector('video').currentTime - {playhead} - 1/30) < 0.02"
         )
+
+        # Scrubbing previews a storyboard tile: storyboard_url's WebVTT cue, a region of its JPEG sprite.
+        timeline = page.get_by_role("slider", name="Playhead")
+        bounds = await timeline.bounding_box()
+        assert bounds is not None
+        await page.mouse.move(bounds["x"] + bounds["width"] * 0.75, bounds["y"] + bounds["height"] / 2)
+        thumb = page.locator(".timeline .preview .thumb")
+        await expect(thumb).to_be_visible()
+        sprite = await thumb.evaluate("t => getComputedStyle(t).backgroundImage.slice(5, -2)")
+        status, kind, size = await page.evaluate(
+            "async (u) => { const r = await fetch(u); return [r.status, r.headers.get('content-type'),"
+            " (await r.blob()).size] }",
+            sprite,
+        )
+        assert status == 200 and kind.startswith("image/jpeg") and size > 1000
+        await page.screenshot(path=shot("asset-view-scrub"))
+        await page.mouse.move(0, 0)
 
         # The second browser: the same person in another window, on the same asset.
         async with signed_in(browser, user) as (_, other):
@@ -307,6 +351,8 @@ async def test_review_in_the_browser(
         await dark.get_by_role("link", name="Open dailies.mp4").click()
         await expect(dark.locator(".comment")).to_have_count(2)
         await dark.wait_for_function("() => document.querySelector('video').readyState >= 2", timeout=30_000)
+        # Once a frame is there the poster (a frame from the middle) gives way to it: picture = timecode.
+        await dark.wait_for_function("() => !document.querySelector('video').getAttribute('poster')")
         await dark.screenshot(path=shot("asset-view-dark"))
         background = await dark.evaluate("getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(15, 17, 21)"

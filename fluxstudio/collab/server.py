@@ -123,7 +123,7 @@ class CollabServer:
         return None, visitor, ""
 
     async def _recheck(self, conn: Connection, visitor: collab.Visitor) -> None:
-        """Close the socket (4401) once the API token that opened it is revoked."""
+        """Close the socket (4401) once the API token that opened it is revoked or its session ends."""
         while conn.open:
             await asyncio.sleep(self.options.recheck_s)
             try:
@@ -133,7 +133,7 @@ class CollabServer:
                 continue
             if not valid:
                 log.info("collab_token_revoked", room=conn.path, user_id=visitor.user.id)
-                conn.close(UNAUTHORIZED, "the token was revoked")
+                conn.close(UNAUTHORIZED, "the token was revoked, or the console signed out")
                 return
 
     async def _serve(self, rooms: Rooms, conn: Connection, visitor: collab.Visitor) -> None:

@@ -118,9 +118,10 @@ async def authenticate(pool: asyncpg.Pool, token: str) -> Visitor:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise NotFound(_UNKNOWN) from None
     # The id is checked for shape before it goes near the database (a NUL byte would fail the driver).
-    if len(token) > _TOKEN_MAX or expires < time.time() or not is_id(token_id, "tok"):
+    console = is_id(token_id, "ses")  # a console session's room token, else an API token's
+    if len(token) > _TOKEN_MAX or expires < time.time() or not (console or is_id(token_id, "tok")):
         raise NotFound(_UNKNOWN)
-    if token_id.startswith("ses_"):
+    if console:
         row = await _session_row(pool, "id", token_id)
     else:
         row = await _token_row(pool, "id", token_id)
@@ -130,10 +131,15 @@ async def authenticate(pool: asyncpg.Pool, token: str) -> Visitor:
 
 
 async def still_valid(pool: asyncpg.Pool, visitor: Visitor) -> bool:
-    """Whether the API token that let `visitor` in is still live (not revoked). A room token's own expiry
-    is not checked again: it bounds when a socket may open, not how long it stays."""
+    """Whether the credential that let `visitor` in is still live: the API token not revoked, or, for a
+    console room token (`rt_ses_…`), the session not signed out nor expired. A room token's own expiry is
+    not checked again: it bounds when a socket may open, not how long it stays."""
     column, value = visitor.credential
-    return value != "" and await _token_row(pool, column, value) is not None
+    if value == "":
+        return False
+    if column == "id" and is_id(value, "ses"):
+        return await _session_row(pool, "id", value) is not None
+    return await _token_row(pool, column, value) is not None
 
 
 async def _token_row(pool: asyncpg.Pool, column: str, value: str) -> asyncpg.Record | None:

@@ -62,31 +62,55 @@ export async function api(path, { method = 'GET', body } = {}) {
   return data
 }
 
-// A streamed upload with progress (fetch cannot report upload progress; XHR can). The body is the file
-// itself, sent as it is read from disk; the server starts a transcode when it has it all.
+// A resumable upload (tus 1.0 at /api/v1/tus, API.md §9) with progress. tus-js-client is loaded on the
+// first upload only, so it costs the first page nothing. The console has no bearer token: the session
+// cookie authenticates, and the CSRF token goes on every request (the server checks it on POST, PATCH and
+// DELETE). A broken connection is retried from the server's offset; an upload cut by a closed tab resumes
+// from where it stopped when the same file is dropped on the same project again.
 export function upload(projectId, file, onProgress) {
-  const xhr = new XMLHttpRequest()
-  const query = new URLSearchParams({ filename: file.name, transcode: 'true' })
+  let task = null
+  let cancelled = false
+  let fail = () => {}
   const done = new Promise((resolve, reject) => {
-    xhr.upload.onprogress = (event) => {
-      if (event.lengthComputable) onProgress(event.loaded, event.total)
-    }
-    xhr.onload = () => {
-      let data = null
-      try {
-        data = JSON.parse(xhr.responseText)
-      } catch {}
-      if (xhr.status >= 200 && xhr.status < 300) resolve(data)
-      else reject(new ApiError(xhr.status, data))
-    }
-    xhr.onerror = () => reject(new ApiError(0))
-    xhr.onabort = () => reject(Object.assign(new Error('Upload cancelled.'), { cancelled: true }))
+    fail = reject
+    import('tus-js-client').then(async ({ Upload }) => {
+      if (cancelled) return
+      task = new Upload(file, {
+        endpoint: '/api/v1/tus',
+        metadata: { project_id: projectId, filename: file.name, filetype: file.type || 'application/octet-stream',
+          transcode: 'true' },
+        headers: csrf ? { 'X-CSRF-Token': csrf } : {},
+        withCredentials: true,
+        // The same file into another project is another upload.
+        fingerprint: async (source) => ['tus', projectId, source.name, source.type, source.size, source.lastModified].join('::'),
+        removeFingerprintOnSuccess: true,
+        retryDelays: [0, 1000, 3000, 5000],
+        onProgress: (sent, total) => onProgress(sent, total),
+        onSuccess: ({ lastResponse }) => resolve({ asset_id: lastResponse.getHeader('Asset-Id'),
+          job_id: lastResponse.getHeader('Job-Id') }),
+        onError: (error) => {
+          const response = error.originalResponse
+          if (!response) return reject(new ApiError(0))
+          let problem = null
+          try {
+            problem = JSON.parse(response.getBody())
+          } catch {}
+          if (response.getStatus() === 401) window.dispatchEvent(new CustomEvent('fluxstudio:signed-out'))
+          reject(new ApiError(response.getStatus(), problem))
+        },
+      })
+      const previous = await task.findPreviousUploads()
+      if (previous.length) task.resumeFromPreviousUpload(previous[0])
+      if (!cancelled) task.start()
+    }).catch(() => reject(new ApiError(0)))
   })
-  xhr.open('POST', `/api/v1/projects/${encodeURIComponent(projectId)}/assets?${query}`)
-  xhr.setRequestHeader('Content-Type', file.type || 'application/octet-stream')
-  if (csrf) xhr.setRequestHeader('X-CSRF-Token', csrf)
-  xhr.send(file)
-  return { done, cancel: () => xhr.abort() }
+  const cancel = () => {
+    cancelled = true
+    // Terminate on the server too (DELETE), so the parts stored so far are freed at once.
+    if (task) task.abort(true).catch(() => {})
+    fail(Object.assign(new Error('Upload cancelled.'), { cancelled: true }))
+  }
+  return { done, cancel }
 }
 
 // Server-Sent Events with JSON data: `follow(path, {name: handler})`; returns a function that closes it.

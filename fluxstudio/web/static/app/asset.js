@@ -87,9 +87,23 @@ export function AssetView({ assetId, session }) {
     if (presence.current) presence.current.playhead(time, videoRef.current && !videoRef.current.paused)
   }, [time])
 
+  // A signed asset has no public URLs (API.md §7): the owner gets short-lived ones for this view.
+  const [signed, setSigned] = useState(null)
+  const needsToken = Boolean(asset && asset.playback_policy === 'signed' && (asset.playable || asset.status === 'ready'))
+  useEffect(() => {
+    setSigned(null)
+    if (!needsToken) return
+    let gone = false
+    api(`/assets/${assetId}/playback-tokens`, { method: 'POST', body: { ttl_s: 4 * 3600 } })
+      .then((urls) => { if (!gone) setSigned(urls) })
+      .catch(setError)
+    return () => { gone = true }
+  }, [assetId, needsToken])
+
   if (!asset) {
     return html`<section class="page"><${ErrorNote} error=${error} />${!error && html`<p class="muted">Loading…</p>`}</section>`
   }
+  const viewed = signed ? { ...asset, ...signed } : asset
   const fps = (asset.media && asset.media.fps) || 30
   const duration = (asset.media && asset.media.duration_s) || 0
   const top = comments.filter((c) => !c.parent_id)
@@ -125,14 +139,14 @@ export function AssetView({ assetId, session }) {
         <${Presence} peers=${peers} fps=${fps} me=${me} />
       </div>
       <${ErrorNote} error=${error} onDismiss=${() => setError(null)} />
-      ${asset.playback_url
-        ? html`<${Player} asset=${asset} fps=${fps} videoRef=${videoRef} time=${time} setTime=${setTime}
+      ${viewed.playback_url
+        ? html`<${Player} asset=${viewed} fps=${fps} videoRef=${videoRef} time=${time} setTime=${setTime}
             markers=${markers} peers=${peers} onSeekMarker=${seekTo}>
             <${Overlay} video=${videoRef.current} shapes=${shown} editable=${drawing} tool=${tool} colour=${colour}
               onShape=${(shape) => setShapes((now) => [...now, shape])} />
           <//>`
         : html`<${NotReady} asset=${asset} progress=${progress} onError=${setError} />`}
-      ${asset.playback_url && html`<p class="keys small muted" aria-label="Keyboard shortcuts">
+      ${viewed.playback_url && html`<p class="keys small muted" aria-label="Keyboard shortcuts">
         <kbd>Space</kbd> play/pause · <kbd>J</kbd> <kbd>K</kbd> <kbd>L</kbd> back, stop, faster ·
         <kbd>←</kbd> <kbd>→</kbd> 1 s (<kbd>Shift</kbd> 10 s) · <kbd>,</kbd> <kbd>.</kbd> one frame</p>`}
     </div>
@@ -141,7 +155,7 @@ export function AssetView({ assetId, session }) {
         drawing=${drawing} shapes=${shapes} tool=${tool} colour=${colour} onTool=${setTool} onColour=${setColour}
         onDraw=${startDrawing} onStopDrawing=${() => setDrawing(false)} onUndo=${() => setShapes((s) => s.slice(0, -1))}
         onPosted=${(comment) => { applyComment({ op: 'created', comment }); setShapes([]); setDrawing(false); setSelected(comment.id) }}
-        ready=${Boolean(asset.playback_url)} />
+        ready=${Boolean(viewed.playback_url)} />
       <${CommentList} comments=${comments} fps=${fps} me=${me} selected=${selected} onSeek=${seekTo}
         onChange=${applyComment} onError=${setError} time=${time} />
     </aside>

@@ -33,6 +33,9 @@ export function Player({ asset, fps, videoRef, time, setTime, markers, peers, on
   const [problem, setProblem] = useState(null)
   const [board, setBoard] = useState([])
   const [hover, setHover] = useState(null)
+  // The poster is a representative frame from the middle, not frame 0: shown only until the first frame
+  // arrives, so the picture always matches the timecode a comment will be made at.
+  const [framed, setFramed] = useState(false)
   const hls = useRef(null)
   const video = videoRef.current
   const frame = 1 / (fps || 30)
@@ -176,7 +179,8 @@ export function Player({ asset, fps, videoRef, time, setTime, markers, peers, on
   return html`<div class="player">
     <div class="stage">
       <video ref=${videoRef} playsinline preload="auto" aria-label=${`Video: ${asset.filename}`}
-        onClick=${toggle} poster=${asset.poster_url || undefined}></video>
+        onClick=${toggle} onLoadedData=${() => setFramed(true)}
+        poster=${(!framed && asset.poster_url) || undefined}></video>
       ${children}
       ${problem && html`<p class="stage-note" role="status">${problem}</p>`}
     </div>

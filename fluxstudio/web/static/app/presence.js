@@ -16,11 +16,16 @@ export async function joinPresence(assetId, me, onPeers) {
     disableBc: true, // every viewer goes through the server, so what one sees all see
   })
   provider.on('closed', async (event) => {
-    if (event.code !== 4401) return // 4403: not ours any more; stay out
+    // 4401: the room token expired (they last 15 minutes) or the session ended (signed out in another
+    // tab, or revoked). 4403: not ours any more; stay out.
+    if (event.code === 4403) return provider.disconnect()
+    if (event.code !== 4401) return
     try {
-      provider.params = { token: await roomToken(room) } // room tokens last 15 minutes
+      provider.params = { token: await roomToken(room) }
       provider.connect()
-    } catch {}
+    } catch {
+      provider.disconnect() // signed out: api() has told the app, which leaves the room
+    }
   })
   const awareness = provider.awareness
   awareness.setLocalStateField('user', me)

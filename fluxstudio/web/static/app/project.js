@@ -140,10 +140,11 @@ function AssetCard({ asset, job, live, onCancel }) {
   const status = job && job.status === 'queued' ? 'queued' : asset.status
   const progress = live ? live.progress : job ? job.progress : 0
   const media = asset.media || {}
+  const still = asset.poster_url || frameOf(asset)
   return html`<article class="asset-card">
     <${Link} href=${`/assets/${asset.id}`} class="poster-link" aria-label=${`Open ${asset.filename}`}>
-      ${asset.poster_url
-        ? html`<img class="poster" src=${asset.poster_url} alt="" loading="lazy" />`
+      ${still
+        ? html`<img class="poster" src=${still} alt="" loading="lazy" />`
         : html`<div class="poster placeholder" aria-hidden="true"><span>${(asset.filename || '?').slice(0, 1).toUpperCase()}</span></div>`}
       ${media.duration_s != null && html`<span class="duration">${clock(media.duration_s)}</span>`}
     <//>
@@ -161,4 +162,13 @@ function AssetCard({ asset, job, live, onCancel }) {
         aria-label=${`Cancel the transcode of ${asset.filename}`}>Cancel</button>
     </div>`}
   </article>`
+}
+
+// Until the transcode writes its poster, or when the asset is signed (no public poster, API.md §7), a frame
+// from the API stands in: it is served as soon as the file is uploaded, to the session cookie.
+function frameOf(asset) {
+  const media = asset.media || {}
+  if (!media.width || !media.duration_s || asset.status === 'failed') return null
+  const at = Math.min(1, media.duration_s / 2).toFixed(3)
+  return `/api/v1/assets/${encodeURIComponent(asset.id)}/thumbnail?time=${at}&width=480`
 }

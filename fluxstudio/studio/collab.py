@@ -84,13 +84,7 @@ async def create_room_token(
 ) -> RoomToken:
     """A token that opens `room` for `ttl_s` seconds, for the owner of the live API token `api_token`."""
     row = await _token_row(pool, "token_hash", tokens.hash_token(api_token))
-    if row is None:
-        raise NotFound(_UNKNOWN)
-    await check_room(pool, Visitor(User(row["user_id"], row["email"])), room)
-    expires = int(time.time()) + ttl_s
-    signature = _sign(row["token_hash"], row["id"], expires, room)
-    token = f"{ROOM_TOKEN_PREFIX}{row['id']}.{expires}.{_b64(room.encode())}.{signature}"
-    return RoomToken(token, datetime.fromtimestamp(expires, UTC))
+    return await _room_token(pool, row, room, ttl_s)
 
 
 async def create_session_room_token(
@@ -98,6 +92,11 @@ async def create_session_room_token(
 ) -> RoomToken:
     """As `create_room_token`, for a console session (the secret of its cookie)."""
     row = await _session_row(pool, "session_hash", tokens.hash_token(session_secret))
+    return await _room_token(pool, row, room, ttl_s)
+
+
+async def _room_token(pool: asyncpg.Pool, row: asyncpg.Record | None, room: str, ttl_s: int) -> RoomToken:
+    """Signed with the credential's stored hash, so revoking the credential voids every token made."""
     if row is None:
         raise NotFound(_UNKNOWN)
     await check_room(pool, Visitor(User(row["user_id"], row["email"])), room)

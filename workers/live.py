@@ -45,6 +45,7 @@ class LiveUpload:
         self.playable = False
         self._sent: dict[str, tuple[int, int]] = {}
         self._limit = asyncio.Semaphore(_UPLOADS_AT_ONCE)
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     async def follow(self) -> None:
         """Runs until cancelled (when ffmpeg is done); a storage hiccup is retried at the next poll."""
@@ -93,14 +94,24 @@ class LiveUpload:
         if self._sent.get(name) == stamp:
             return
         async with self._limit:
+            # Shielded: a write already under way (in a thread, for local storage) ends before anyone
+            # deletes the prefix, or it would bring a file back after the delete (see `settle`).
             if data is None:
-                await self.storage.put_file(self.prefix + name, path)
+                upload = asyncio.ensure_future(self.storage.put_file(self.prefix + name, path))
             else:
-                await self.storage.put(self.prefix + name, data)
+                upload = asyncio.ensure_future(self.storage.put(self.prefix + name, data))
+            self._in_flight.add(upload)
+            upload.add_done_callback(self._in_flight.discard)
+            await asyncio.shield(upload)
         self._sent[name] = stamp
 
+    async def settle(self) -> None:
+        """Wait for the writes still under way, after the follower was cancelled."""
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
 
-async def stop(task: asyncio.Task[None]) -> None:
+
+async def stop(task: asyncio.Task[None], live: LiveUpload) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    await live.settle()

@@ -148,7 +148,7 @@ class Transcode:
                     on_start=self._ffmpeg_started,
                 )
             finally:
-                await stop_live(follower)
+                await stop_live(follower, live)
             # The rest, master last, so its URL never points at a half-uploaded stream.
             await live.finish(result.files)
         await self.relay.flush()

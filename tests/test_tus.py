@@ -259,8 +259,13 @@ async def test_a_worker_sweeps_expired_uploads(
     assert (media_dir / "tus" / upload_id / "data").exists()
     await expire(pool, upload_id)
     start_worker(api_env)  # a worker's housekeeping runs at start, then every 30 s
-    await wait_for(lambda: not (media_dir / "tus" / upload_id).exists(), 120, "the sweep of the upload")
-    assert await pool.fetchval("SELECT count(*) FROM tus_uploads WHERE id = $1", upload_id) == 0
+    # The bytes go first, then the row: once the row is gone, both are.
+    await wait_for(lambda: _gone(pool, upload_id), 120, "the sweep of the upload")
+    assert not (media_dir / "tus" / upload_id).exists()
+
+
+async def _gone(pool: asyncpg.Pool, upload_id: str) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM tus_uploads WHERE id = $1", upload_id) == 0
 
 
 async def test_wrong_offset_is_409(api: ApiServer, make_user) -> None:

@@ -10,9 +10,7 @@ and another worker must finish the job within 60 s of the kill.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -27,8 +25,6 @@ from tests.fixtures.jobs import AssetMaker, worker_environ
 from tests.fixtures.platform import wait_for
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 async def _status(pool: asyncpg.Pool, job_id: str, status: str) -> bool:
@@ -46,32 +42,15 @@ async def test_a_worker_killed_between_wake_up_and_claim_delays_the_job_under_a_
     redis_url: str,
     media_root: Path,
     queue_name: str,
-    tmp_path: Path,
 ) -> None:
     asset_id = await make_asset(clips(duration=1.0))
     env = worker_environ(migrated_database_url, redis_url, media_root, JOB_TIMEOUT_SECONDS="7200")
-    log_path = tmp_path / "doomed.log"
-    with log_path.open("wb") as log:
-        doomed = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.fixtures.doomed_worker",
-            queue_name,
-            env={**os.environ, **env, "PYTHONPATH": str(REPO)},
-            cwd=REPO,
-            stdout=log,
-            stderr=log,
-        )
-    try:
-        await wait_for(lambda: "worker_started" in log_path.read_text(), 60, "the doomed worker to start")
-        job = await jobs.create_job(pool, queue, owner, asset_id, JobOptions(), max_attempts=3)
-        assert await asyncio.wait_for(doomed.wait(), 60) == -signal.SIGKILL
-        killed_at = time.monotonic()
-    finally:
-        if doomed.returncode is None:
-            doomed.kill()
-            await doomed.wait()
-    text = log_path.read_text()
+    doomed = start_worker(env, queue_name, module="tests.fixtures.doomed_worker")
+    await wait_for(lambda: "worker_started" in doomed.log(), 60, "the doomed worker to start")
+    job = await jobs.create_job(pool, queue, owner, asset_id, JobOptions(), max_attempts=3)
+    assert await asyncio.to_thread(doomed.process.wait, 60) == -signal.SIGKILL
+    killed_at = time.monotonic()
+    text = doomed.log()
     assert "doomed_worker_dies" in text and "job_claimed" not in text
     row = await pool.fetchrow("SELECT status, attempt FROM jobs WHERE id = $1", job.id)
     assert (row["status"], row["attempt"]) == ("queued", 0)  # the wake-up was taken, the row never claimed
